@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make lab` (a running stack in local containers) and `make test`
+# (everything CI checks). Both install what they need: the control-node virtualenv from hash-locked
+# requirements, a container engine where none answers, and the Debian base images.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Debian release of the nodes: 13 (default) or 12.
+DEBIAN ?= 13
+export LAB_DEBIAN_VERSION := $(DEBIAN)
+
+.PHONY: help venv engine images secrets lab lab-down lint test test-molecule
+
+help:
+	@echo "make lab       create the lab (one container per host of inventories/lab) and converge site.yml"
+	@echo "make lab-down  remove the lab"
+	@echo "make test      lint, then every molecule scenario (what CI runs)"
+	@echo "DEBIAN=12      on either, to run the nodes on Debian 12 instead of 13"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/control.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements/control.txt
+	touch $@
+
+engine:
+	scripts/ensure-engine.sh
+
+images: engine
+	scripts/build-image.sh $(DEBIAN)
+
+secrets:
+	scripts/lab-secrets.sh
+
+lab: venv images secrets
+	ansible-playbook playbooks/lab-up.yml
+	ansible-playbook site.yml
+	@echo
+	@echo "The lab is up. Load balancer: http://127.0.0.1:8080 and https://127.0.0.1:8443"
+	@echo "A shell on a node: docker exec -it lab-web1 bash    Remove it all: make lab-down"
+
+lab-down: venv
+	ansible-playbook playbooks/lab-down.yml
+
+lint: venv
+	yamllint --strict .
+	ansible-lint
+
+test-molecule: venv images secrets
+	molecule test --all
+
+test: lint test-molecule
