@@ -1,0 +1,71 @@
+"""The common role on every host: firewall, names, time, locale, kernel tuning, journal, updates."""
+
+import re
+
+import pytest
+
+from stacktest import hosts_of, node, tcp_open
+
+testinfra_hosts = ["ansible://all"]
+
+
+def test_firewall_is_loaded_and_denies_by_default(host):
+    ruleset = host.run("nft list table inet stack_filter")
+    assert ruleset.rc == 0, ruleset.stderr
+    assert "policy drop" in ruleset.stdout.split("chain forward")[0]
+    assert host.service("nftables").is_enabled
+
+
+def test_every_inventory_host_is_in_etc_hosts(host):
+    hosts_file = host.file("/etc/hosts").content_string
+    for name in hosts_of("all"):
+        assert any(line.split()[1:2] == [name] for line in hosts_file.splitlines() if line.strip()), name
+
+
+def test_time_sync_is_installed_and_enabled(host):
+    assert host.package("systemd-timesyncd").is_installed
+    assert host.service("systemd-timesyncd").is_enabled
+
+
+def test_locale_is_generated_and_default(host):
+    assert "en_US.utf8" in host.run("locale -a").stdout
+    assert "LANG=en_US.UTF-8" in host.file("/etc/default/locale").content_string
+
+
+def test_kernel_settings_for_a_busy_server(host):
+    written = host.file("/etc/sysctl.d/60-stack.conf").content_string
+    assert re.search(r"^net\.core\.somaxconn\s*=\s*4096$", written, re.M), written
+    assert int(host.file("/proc/sys/net/core/somaxconn").content_string) >= 4096
+
+
+def test_open_file_limit_is_raised_for_services(host):
+    assert "DefaultLimitNOFILE=65536" in host.file("/etc/systemd/system.conf.d/60-stack.conf").content_string
+    assert host.run("systemctl show --property DefaultLimitNOFILE").stdout.strip() == "DefaultLimitNOFILE=65536"
+
+
+def test_journal_is_persistent(host):
+    assert host.file("/var/log/journal").is_directory
+    assert host.run("journalctl --header --no-pager | grep -c '/var/log/journal'").stdout.strip() != "0"
+
+
+def test_unattended_security_upgrades(host):
+    assert host.package("unattended-upgrades").is_installed
+    periodic = host.file("/etc/apt/apt.conf.d/20auto-upgrades").content_string
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+    assert "Debian-Security" in host.file("/etc/apt/apt.conf.d/52stack-unattended-upgrades").content_string
+
+
+@pytest.fixture
+def listener(host):
+    """A throwaway TCP listener on port 9999 of this host, that no rule allows."""
+    host.run("systemd-run --unit stack-probe-listener python3 -m http.server 9999")
+    assert host.run("for i in $(seq 50); do ss -ltn | grep -q ':9999 ' && exit 0; sleep 0.1; done; exit 1").rc == 0
+    yield 9999
+    host.run("systemctl stop stack-probe-listener")
+
+
+def test_a_port_no_role_opened_is_closed_to_other_hosts(host, listener):
+    me = host.backend.get_hostname()
+    other = next(h for h in hosts_of("all") if h != me)
+    assert tcp_open(me, "127.0.0.1", listener), "the listener itself must answer on loopback"
+    assert not tcp_open(other, me, listener, timeout=1.5)

@@ -1,0 +1,91 @@
+"""Helpers shared by the testinfra modules of every scenario.
+
+Tests reach a node through the scenario's inventory (as molecule wrote it) and send traffic from one
+container to another, so firewall rules are checked the way the tiers use them.
+"""
+
+import json
+import os
+import textwrap
+
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def inventory():
+    return AnsibleRunner(INVENTORY)
+
+
+def hosts_of(group):
+    """Inventory names of a group, in inventory order."""
+    return inventory().get_hosts(group)
+
+
+def node(name):
+    """A testinfra host for an inventory name."""
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def _python(host, script, *args):
+    """Run a Python script on a node (every node has python3) and return the JSON it prints."""
+    placeholders = " ".join(["%s"] * (len(args) + 1))
+    cmd = host.run(f"python3 -c {placeholders}", textwrap.dedent(script), *args)
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+_TCP = """
+import json, socket, sys
+s = socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print(json.dumps({"open": True}))
+except OSError as e:
+    print(json.dumps({"open": False, "error": type(e).__name__}))
+"""
+
+
+def tcp_open(src, dst, port, timeout=2.0):
+    """Whether a TCP connection from inventory host src to dst:port is accepted."""
+    return _python(node(src), _TCP, dst, str(port), str(timeout))["open"]
+
+
+_HTTP = """
+import json, sys, urllib.request, urllib.error
+method, url, body = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, data=body.encode() if body else None, method=method)
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        out = {"status": r.status, "headers": dict(r.headers), "body": r.read().decode(errors="replace")}
+except urllib.error.HTTPError as e:
+    out = {"status": e.code, "headers": dict(e.headers), "body": e.read().decode(errors="replace")}
+except OSError as e:
+    out = {"status": None, "error": type(e).__name__, "headers": {}, "body": ""}
+print(json.dumps(out))
+"""
+
+
+def http(src, method, url, body=""):
+    """An HTTP request made from inventory host src: {status, headers, body}."""
+    return _python(node(src), _HTTP, method, url, body)
+
+
+_MEMCACHED = """
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+s.sendall(sys.argv[3].encode().decode("unicode_escape").encode())
+data = b""
+while not data.endswith((b"END\\r\\n", b"STORED\\r\\n", b"ERROR\\r\\n")):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(json.dumps({"reply": data.decode()}))
+"""
+
+
+def memcached(src, dst, command, port=11211):
+    """Send a memcached text-protocol command from src to dst and return the reply."""
+    return _python(node(src), _MEMCACHED, dst, str(port), command)["reply"]
