@@ -89,3 +89,29 @@ print(json.dumps({"reply": data.decode()}))
 def memcached(src, dst, command, port=11211):
     """Send a memcached text-protocol command from src to dst and return the reply."""
     return _python(node(src), _MEMCACHED, dst, str(port), command)["reply"]
+
+
+def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None):
+    """Run a playbook of this project against the scenario's inventory (plus extra inventory files).
+
+    Returns (return code, output). Used by tests that change the topology or break a server on purpose.
+    """
+    import subprocess
+
+    root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    cmd = ["ansible-playbook", "-i", INVENTORY]
+    for extra in extra_inventories:
+        cmd += ["-i", str(extra)]
+    for key, value in (extra_vars or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    if limit:
+        cmd += ["--limit", ",".join(limit)]
+    cmd.append(os.path.join(root, playbook))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return result.returncode, result.stdout + result.stderr
+
+
+def container(name):
+    """The container name of an inventory host in the running scenario."""
+    return f"molecule-{os.environ['MOLECULE_SCENARIO_NAME']}-{name}"

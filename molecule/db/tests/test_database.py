@@ -1,0 +1,202 @@
+"""The database tier: a primary with GTID, semi-synchronous read replicas; seeding, promotion, bad input.
+
+The tests run in file order: the topology changes as they go (db4 joins, db1 is lost and db2 or db3 promoted).
+"""
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacktest import container, hosts_of, node, run_playbook, tcp_open
+
+SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+
+
+def app_password():
+    return (SECRETS / "app").read_text().split()[0]
+
+
+def sql(host, query):
+    """Run SQL as root (unix socket) on a db host; rows as lists of strings."""
+    cmd = node(host).run("mariadb -N -B -e %s", query)
+    assert cmd.rc == 0, cmd.stderr
+    return [line.split("\t") for line in cmd.stdout.splitlines()]
+
+
+def app_sql(server, query, client=None):
+    """Run SQL with the app's account from the app client (a web node): (rc, stdout, stderr)."""
+    client = client or hosts_of("webservers")[0]
+    cmd = node(client).run(
+        "mariadb --connect-timeout=3 -h %s -u shop -p%s shop -N -B -e %s", server, app_password(), query)
+    return cmd.rc, cmd.stdout, cmd.stderr
+
+
+def replica_status(host):
+    cmd = node(host).run("mariadb -e 'SHOW REPLICA STATUS\\G'")
+    assert cmd.rc == 0, cmd.stderr
+    status = {}
+    for line in cmd.stdout.splitlines():
+        if ":" in line:
+            key, _, value = line.partition(":")
+            status[key.strip()] = value.strip()
+    return status
+
+
+def wait_for_row(host, table, marker, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sql(host, f"SELECT COUNT(*) FROM shop.{table} WHERE marker = '{marker}'") == [["1"]]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def probe_table():
+    primary = hosts_of("db_primary")[0]
+    rc, _, err = app_sql(primary, "CREATE TABLE IF NOT EXISTS probe (id INT AUTO_INCREMENT PRIMARY KEY, "
+                                  "marker VARCHAR(64) NOT NULL UNIQUE)")
+    assert rc == 0, err
+
+
+def test_semi_sync_is_on_with_every_replica():
+    primary = hosts_of("db_primary")[0]
+    status = dict(sql(primary, "SHOW STATUS LIKE 'Rpl_semi_sync_master_%'"))
+    assert status["Rpl_semi_sync_master_status"] == "ON"
+    assert int(status["Rpl_semi_sync_master_clients"]) == len(hosts_of("db_replicas"))
+    assert sql(primary, "SELECT @@rpl_semi_sync_master_wait_point") == [["AFTER_SYNC"]]
+
+
+@pytest.mark.parametrize("replica", hosts_of("db_replicas"))
+def test_replica_runs_with_gtid_and_no_lag(replica):
+    status = replica_status(replica)
+    assert status["Slave_IO_Running"] == "Yes"
+    assert status["Slave_SQL_Running"] == "Yes"
+    assert status["Using_Gtid"] == "Slave_Pos"
+    assert status["Seconds_Behind_Master"] == "0"
+    assert sql(replica, "SELECT @@read_only, @@rpl_semi_sync_slave_enabled") == [["1", "1"]]
+
+
+def test_a_row_written_on_the_primary_is_on_every_replica_within_2s():
+    marker = uuid.uuid4().hex
+    rc, _, err = app_sql(hosts_of("db_primary")[0], f"INSERT INTO probe (marker) VALUES ('{marker}')")
+    assert rc == 0, err
+    for replica in hosts_of("db_replicas"):
+        assert wait_for_row(replica, "probe", marker, 2.0), replica
+
+
+def test_the_app_account_cannot_write_on_a_replica():
+    rc, _, err = app_sql(hosts_of("db_replicas")[0], "INSERT INTO probe (marker) VALUES ('on-a-replica')")
+    assert rc != 0 and "read-only" in err
+
+
+def test_the_app_account_is_refused_from_a_db_server():
+    # The firewall lets db servers in (replication); the account itself is only for web nodes.
+    rc, _, err = app_sql(hosts_of("db_primary")[0], "SELECT 1", client=hosts_of("db_replicas")[0])
+    assert rc != 0 and ("not allowed" in err or "Access denied" in err), err
+
+
+def test_the_database_port_is_closed_to_hosts_outside_web_and_db_tiers():
+    # db4 is in no group yet.
+    assert not tcp_open("db4", hosts_of("db_primary")[0], 3306, timeout=1.5)
+    assert tcp_open(hosts_of("webservers")[0], hosts_of("db_primary")[0], 3306)
+
+
+def test_root_only_through_the_socket_and_no_anonymous_or_test_database():
+    primary = hosts_of("db_primary")[0]
+    assert sql(primary, "SELECT Host FROM mysql.user WHERE User = 'root'") == [["localhost"]]
+    assert sql(primary, "SELECT COUNT(*) FROM mysql.user WHERE User = ''") == [["0"]]
+    assert sql(primary, "SHOW DATABASES LIKE 'test'") == []
+    assert node(hosts_of("webservers")[0]).run(
+        "mariadb --connect-timeout=3 -h %s -u root -e 'SELECT 1'", primary).rc != 0
+
+
+def test_replication_account_is_only_for_db_servers():
+    primary = hosts_of("db_primary")[0]
+    hosts = {row[0] for row in sql(primary, "SELECT Host FROM mysql.user WHERE User = 'replication'")}
+    db_addresses = {node(h).interface("eth0").addresses[0] for h in hosts_of("dbservers")}
+    assert hosts == db_addresses
+
+
+def test_a_new_replica_is_seeded_with_earlier_rows_and_replicates(tmp_path):
+    primary = hosts_of("db_primary")[0]
+    before = uuid.uuid4().hex
+    assert app_sql(primary, f"INSERT INTO probe (marker) VALUES ('{before}')")[0] == 0
+    extra = tmp_path / "db4.yml"
+    extra.write_text(yaml.safe_dump({"dbtest": {"children": {"dbservers": {"children": {
+        "db_replicas": {"hosts": {"db4": None}}}}}}}))
+    rc, out = run_playbook("site.yml", extra)
+    assert rc == 0, out[-4000:]
+    assert wait_for_row("db4", "probe", before, 2.0)
+    after = uuid.uuid4().hex
+    assert app_sql(primary, f"INSERT INTO probe (marker) VALUES ('{after}')")[0] == 0
+    assert wait_for_row("db4", "probe", after, 2.0)
+    status = replica_status("db4")
+    assert status["Using_Gtid"] == "Slave_Pos" and status["Slave_SQL_Running"] == "Yes"
+
+
+def test_a_primary_that_replicates_stops_the_run():
+    primary, replica = hosts_of("db_primary")[0], hosts_of("db_replicas")[0]
+    sql(primary, f"CHANGE MASTER TO MASTER_HOST='{replica}', MASTER_USER='nobody', MASTER_USE_GTID=slave_pos")
+    try:
+        rc, out = run_playbook("playbooks/database.yml")
+        assert rc != 0
+        assert "is in db_primary but is a replica of" in " ".join(out.split()), out[-4000:]
+    finally:
+        sql(primary, "RESET SLAVE ALL")
+
+
+def test_a_diverged_replica_stops_the_run():
+    replica = hosts_of("db_replicas")[-1]
+    sql(replica, "INSERT INTO shop.probe (marker) VALUES ('written-on-the-replica')")
+    try:
+        rc, out = run_playbook("playbooks/database.yml")
+        assert rc != 0
+        assert f"{replica} has diverged from its primary" in " ".join(out.split()), out[-4000:]
+    finally:
+        # Out of service from here on: it no longer acknowledges the primary's commits.
+        sql(replica, "STOP SLAVE")
+
+
+def test_promotion_keeps_every_acknowledged_write():
+    primary = hosts_of("db_primary")[0]
+    diverged = hosts_of("db_replicas")[-1]
+    writer = node(hosts_of("webservers")[0])
+    # The diverged replica of the previous test is not a candidate: take it out of this test's topology.
+    survivors = ["db2", "db4"]
+    assert diverged not in survivors
+    rc, _, err = app_sql(primary, "CREATE TABLE IF NOT EXISTS acks (id INT PRIMARY KEY)")
+    assert rc == 0, err
+    # A bounded writer: 2,000 inserts at most, stopping at the first failure; each id is recorded only
+    # after the server acknowledged its commit.
+    writer.run("rm -f /tmp/acked")
+    script = (f"for i in $(seq 1 2000); do mariadb --connect-timeout=2 -h {primary} -u shop -p{app_password()} "
+              f"shop -e \"INSERT INTO acks VALUES ($i)\" || break; echo $i >> /tmp/acked; done")
+    assert writer.run("systemd-run --unit promotion-writer bash -c %s", script).rc == 0
+    time.sleep(3)
+    subprocess.run(["docker", "stop", "-t", "0", container(primary)], check=True, capture_output=True)
+    assert writer.run("timeout 30 sh -c 'while systemctl is-active -q promotion-writer; do sleep 0.2; done'").rc == 0
+    acked = [int(x) for x in writer.run("cat /tmp/acked").stdout.split()]
+    assert len(acked) > 10, "the writer should have committed rows before the primary stopped"
+
+    extra = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "promotion.yml"
+    extra.write_text(yaml.safe_dump({"dbtest": {"children": {"dbservers": {"children": {
+        "db_replicas": {"hosts": {"db4": None}}}}}}}))
+    rc, out = run_playbook("playbooks/promote-replica.yml", extra, limit=survivors)
+    assert rc == 0, out[-4000:]
+    flat = " ".join(out.split())
+    new_primary = next(h for h in survivors if f"{h} is the primary now" in flat)
+    other = next(h for h in survivors if h != new_primary)
+
+    rows = {int(r[0]) for r in sql(new_primary, "SELECT id FROM shop.acks")}
+    assert set(acked) <= rows, f"acknowledged but lost: {sorted(set(acked) - rows)[:10]}"
+    marker = uuid.uuid4().hex
+    rc, _, err = app_sql(new_primary, f"INSERT INTO probe (marker) VALUES ('{marker}')")
+    assert rc == 0, err
+    assert wait_for_row(other, "probe", marker, 2.0)
+    assert replica_status(other)["Master_Host"] == node(new_primary).interface("eth0").addresses[0]
