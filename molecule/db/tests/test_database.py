@@ -165,6 +165,14 @@ def test_a_diverged_replica_stops_the_run():
         sql(replica, "STOP SLAVE")
 
 
+def test_promotion_is_refused_while_the_primary_answers():
+    rc, out = run_playbook("playbooks/promote-replica.yml", WITH_DB4, limit=["db2", "db4"])
+    assert rc != 0
+    assert "still answers on port 3306" in " ".join(out.split()), out[-4000:]
+    assert replica_status("db2")["Slave_SQL_Running"] == "Yes"
+    assert sql("db2", "SELECT @@read_only") == [["1"]]
+
+
 def test_promotion_keeps_every_acknowledged_write():
     primary = hosts_of("db_primary")[0]
     diverged = hosts_of("db_replicas")[-1]
