@@ -62,6 +62,7 @@ fi
 
 if ! command -v debootstrap >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   else
     echo "build-image: no registry reachable and no debootstrap; install debootstrap (Debian)" >&2
