@@ -6,6 +6,7 @@ container to another, so firewall rules are checked the way the tiers use them.
 
 import json
 import os
+import subprocess
 import textwrap
 
 import testinfra
@@ -96,8 +97,6 @@ def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None):
 
     Returns (return code, output). Used by tests that change the topology or break a server on purpose.
     """
-    import subprocess
-
     root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     cmd = ["ansible-playbook", "-i", INVENTORY]
     for extra in extra_inventories:

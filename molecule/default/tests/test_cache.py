@@ -2,7 +2,7 @@
 
 import pytest
 
-from stacktest import hosts_of, memcached, node, tcp_open
+from stacktest import hosts_of, memcached, tcp_open
 
 testinfra_hosts = ["ansible://cacheservers"]
 

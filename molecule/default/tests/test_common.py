@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from stacktest import hosts_of, node, tcp_open
+from stacktest import hosts_of, tcp_open
 
 testinfra_hosts = ["ansible://all"]
 
