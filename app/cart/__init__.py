@@ -1,0 +1,1 @@
+"""The shopping cart, kept in the user's session (cached in memcached, stored in the database)."""

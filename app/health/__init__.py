@@ -1,0 +1,1 @@
+"""``/healthz`` for the load balancer."""

@@ -1,0 +1,54 @@
+"""``/healthz``: can this node serve pages?
+
+Checks the cache (a set and a get of this process's own key) and every database alias (``SELECT 1`` on its
+connection; failover applies, and a host in its cool-down is skipped at once, so a dead database costs no
+connect timeout here). Answers 200 when the node can serve reads, that is when at least one database alias
+answers, with ``"status": "ok"`` or ``"degraded"`` (the cache or the primary is down: pages are slower, or writes
+get the read-only page, but taking every web node out of the pool would be worse). Answers 503 when no
+database answers. Never cached; uWSGI keeps it out of the request log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from django.core.cache import cache
+from django.db import connections
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+
+from replicas.router import topology
+
+_KEY = f"healthz:{socket.gethostname()}:{os.getpid()}"
+
+
+def _database_ok(alias: str) -> bool:
+    try:
+        connection = connections[alias]
+        connection.close_if_unusable_or_obsolete()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable", reported in the body
+        connections[alias].close()
+        return False
+
+
+@never_cache
+def healthz(request):
+    try:
+        cache_ok = bool(cache.set(_KEY, 1, 30) is not False and cache.get(_KEY) == 1)
+    except Exception:  # noqa: BLE001
+        cache_ok = False
+    primary, replicas = topology()
+    databases = {alias: _database_ok(alias) for alias in (primary, *replicas)}
+    readable = any(databases.values())
+    status = "ok" if cache_ok and all(databases.values()) else ("degraded" if readable else "down")
+    body = {
+        "status": status,
+        "cache": "ok" if cache_ok else "down",
+        "databases": {alias: "ok" if ok else "down" for alias, ok in databases.items()},
+    }
+    return JsonResponse(body, status=200 if readable else 503)

@@ -1,0 +1,1 @@
+"""Zero-downtime migration rules: refuse migrations that break the code still running during a deploy."""

@@ -1,0 +1,1 @@
+"""Real servers for the app's tests and benchmark: MariaDB primary and replica, memcached, nginx (WebDAV)."""

@@ -1,0 +1,180 @@
+"""Fixtures for tests against the real servers of testing/servers.py (MariaDB primary + replica, memcached,
+nginx). Tests commit for real (no wrapping transaction): the replica must see what the primary wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+from contextlib import contextmanager
+
+import pytest
+from asgiref.local import Local
+from django.conf import settings
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connections
+from django.test import Client
+
+from dbfailover import registry
+from dbfailover.databases import build
+from shop.config import DatabaseHost
+from testing import servers as bench
+
+
+@pytest.fixture(scope="session")
+def state_path() -> str:
+    path = os.environ.get("SHOP_TEST_STATE")
+    if not path:
+        pytest.exit("run the app's tests through testing.servers: scripts/app-test.sh pytest (make test-app)", 2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def primary_server(state_path):
+    return bench.Handle(state_path, "primary")
+
+
+@pytest.fixture(scope="session")
+def replica_server(state_path):
+    return bench.Handle(state_path, "replica")
+
+
+@pytest.fixture(scope="session")
+def cache_server(state_path):
+    return bench.Handle(state_path, "cache")
+
+
+def wait_for_replica(timeout: int = 20) -> None:
+    """Wait until the replica has applied everything the primary has committed so far."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        (position,) = cursor.fetchone()
+    with connections["replica_1"].cursor() as cursor:
+        cursor.execute("SELECT MASTER_GTID_WAIT(%s, %s)", [position, timeout])
+        (result,) = cursor.fetchone()
+    assert result == 0, f"the replica did not reach {position} within {timeout}s"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker, state_path):
+    """Migrate the primary once and load a small demo catalog; the replica gets both by replication."""
+    with django_db_blocker.unblock():
+        call_command("migrate", database="default", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("make_demo_catalog", products=60, categories=3, verbosity=0)
+        wait_for_replica()
+
+
+@pytest.fixture(autouse=True)
+def _real_database(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        registry.clear()
+        cache.clear()
+        yield
+        for connection in connections.all():
+            connection.close()
+        registry.clear()
+
+
+@pytest.fixture
+def replicated():
+    return wait_for_replica
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    created = []
+
+    def make(username=None, password="a-long-test-password"):
+        username = username or f"user{len(created)}-{os.urandom(3).hex()}"
+        user = django_user_model.objects.create_user(username=username, password=password)
+        created.append(user)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def logged_in(make_user, replicated):
+    """A client logged in through the login form, and its user."""
+
+    def login(**kwargs):
+        user = make_user()
+        replicated()
+        client = Client(**kwargs)
+        response = client.post("/login/", {"username": user.username, "password": "a-long-test-password"})
+        assert response.status_code == 302, response.content[:500]
+        return client, user
+
+    return login
+
+
+@contextmanager
+def swapped_databases(replicas: list[DatabaseHost], *, cooldown: int | None = None, connect_timeout: int | None = None):
+    """Run with other replicas (and failover settings) than the configured ones."""
+    db = settings.CONFIG.database
+    db = dataclasses.replace(
+        db,
+        replicas=tuple(replicas),
+        down_cooldown=db.down_cooldown if cooldown is None else cooldown,
+        connect_timeout=db.connect_timeout if connect_timeout is None else connect_timeout,
+    )
+    new = build(db)
+    connections.close_all()
+    saved_settings, saved_connections = connections.settings, connections._connections
+    connections.settings = connections.configure_settings(new)
+    connections._connections = Local(connections.thread_critical)
+    try:
+        yield new
+    finally:
+        connections.close_all()
+        connections.settings, connections._connections = saved_settings, saved_connections
+        registry.clear()
+
+
+def host(port: int, **kwargs) -> DatabaseHost:
+    db = settings.CONFIG.database
+    return DatabaseHost(host=kwargs.get("host", "127.0.0.1"), port=port, user=kwargs.get("user", db.primary.user),
+                        password=kwargs.get("password", db.primary.password))
+
+
+@pytest.fixture
+def real_replica(replica_server) -> DatabaseHost:
+    return host(replica_server.port)
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A loopback port where nothing listens: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tarpit():
+    """A loopback port that accepts TCP connections (the kernel completes the handshake) but never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted = []
+    stop = threading.Event()
+
+    def hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()

@@ -1,0 +1,89 @@
+"""The configuration file: every bad key stops start-up with its name; a production config passes check --deploy."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from shop import config
+
+GOOD = {
+    "secret_key": "s" * 20 + "-production-like-secret-" + "x" * 20,
+    "allowed_hosts": ["shop.example.com"],
+    "database": {"name": "shop", "user": "shop", "password": "pw", "primary": {"host": "db1"},
+                 "replicas": [{"host": "db2"}, {"host": "db3", "port": 3307, "user": "other", "password": "pw3"}]},
+    "cache": {"servers": ["cache1:11211", "cache2:11211"]},
+    "media": {"url": "https://shop.example.com/media/", "servers": ["http://media1/media/"]},
+    "static_root": "/srv/shop/static",
+}
+
+
+def with_change(path: str, value):
+    data = json.loads(json.dumps(GOOD))
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def test_good_config_parses_with_defaults():
+    parsed = config.parse(GOOD)
+    assert parsed.https is True and parsed.debug is False
+    assert parsed.database.connect_timeout == 2
+    assert [r.port for r in parsed.database.replicas] == [3306, 3307]
+    # A replica may carry its own credentials: they are not the primary's.
+    assert parsed.database.replicas[1].user == "other"
+    assert parsed.database.replicas[0].user == "shop"
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("secret_key", KeyError, "secret_key: missing"),
+    ("secret_key", "short", "secret_key: must be at least 50"),
+    ("allowed_hosts", "shop.example.com", "allowed_hosts: expected a list"),
+    ("database.primary", KeyError, "database.primary: missing"),
+    ("database.replicas.1.port", "3307", "database.replicas[1].port: expected an integer"),
+    ("database.connect_timeout", 0, "database.connect_timeout: expected an integer >= 1"),
+    ("cache.servers", [], "cache.servers: expected at least one entry"),
+    ("media.url", "https://shop.example.com/media", "media.url: must end with '/'"),
+    ("media.servers", ["media1/media/"], "media.servers[0]: expected an http(s) URL"),
+    ("debug", "no", "debug: expected true or false"),
+])
+def test_bad_key_is_named(path, value, message):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse(with_change(path, value))
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(config.ConfigError, match="cannot read the configuration file"):
+        config.load(tmp_path / "absent.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(config.ConfigError, match="not valid JSON"):
+        config.load(broken)
+
+
+def run_manage(tmp_path, data, *args):
+    path = tmp_path / "shop.json"
+    path.write_text(json.dumps(data))
+    env = {**os.environ, "SHOP_CONFIG": str(path)}
+    return subprocess.run([sys.executable, "manage.py", *args], env=env, capture_output=True, text=True)
+
+
+def test_startup_stops_naming_the_key(tmp_path):
+    done = run_manage(tmp_path, with_change("database.name", KeyError), "check")
+    assert done.returncode != 0
+    assert "database.name: missing" in done.stderr
+
+
+def test_check_deploy_is_clean_with_a_production_config(tmp_path):
+    done = run_manage(tmp_path, GOOD, "check", "--deploy", "--fail-level", "WARNING")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout

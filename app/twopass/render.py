@@ -1,0 +1,44 @@
+"""Render a first pass into cacheable segments, and fill the segments for one request (the second pass)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from django.template.loader import get_template, render_to_string
+
+NONCE_KEY = "twopass_nonce"
+SLOT_TEMPLATE = "slots/{name}.html"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def marker(nonce: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"bad slot name {name!r}")
+    return f"\x00{nonce}:{name}\x00"
+
+
+def first_pass(template_name: str, context: dict) -> tuple:
+    """Render the shared part; return ``(text, slot, text, slot, …, text)`` — plain strings, no markup parsed."""
+    nonce = secrets.token_hex(16)
+    html = render_to_string(template_name, {**context, NONCE_KEY: nonce})
+    pattern = re.compile("\x00" + nonce + r":([a-z][a-z0-9_]*)\x00")
+    return tuple(pattern.split(html))
+
+
+def slot_names(segments: tuple) -> set[str]:
+    return set(segments[1::2])
+
+
+def render_slot(name: str, request) -> str:
+    # get_template goes through Django's cached loader: compiled on first use, reused afterwards.
+    return get_template(SLOT_TEMPLATE.format(name=name)).render({}, request)
+
+
+def second_pass(segments: tuple, request) -> str:
+    """Fill every slot for this request. Each distinct slot is rendered once, from its compiled template."""
+    filled = {name: render_slot(name, request) for name in slot_names(segments)}
+    out = []
+    for i, segment in enumerate(segments):
+        out.append(filled[segment] if i % 2 else segment)
+    return "".join(out)
