@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.memcached import BaseMemcachedCache
 from django.utils.functional import cached_property
 
@@ -41,6 +42,10 @@ class MemcachedCache(BaseMemcachedCache):
         key = self.make_and_validate_key(key, version=version)
         value = self._cache.get(key)
         return default if value is None else value
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        # python-memcached answers 0/1 (and 0 for a dead server): Django's API promises a bool.
+        return bool(super().add(key, value, timeout, version))
 
     def get_many(self, keys, version=None):
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}

@@ -81,7 +81,7 @@ CACHES = {
     }
 }
 # Sessions: read from memcached, written through to the database (they survive a memcached restart).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "shop.sessions"
 
 STORAGES = {
     "default": {"BACKEND": "mediastore.storage.MediaServerStorage"},

@@ -237,6 +237,19 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process that its parent has not reaped yet (a zombie) is not alive."""
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our own child
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class Handle:
     """A server of a running bench, seen from the tests (another process than the one that started it)."""
 
@@ -259,14 +272,8 @@ class Handle:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 break
-            try:  # our own child: reap it
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{self.name} (pid {pid}) did not stop in {timeout}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import threading
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 import pytest
 from asgiref.local import Local
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connections
@@ -84,12 +86,13 @@ def replicated():
 
 
 @pytest.fixture
-def make_user(django_user_model):
+def make_user():
+    # Not pytest-django's django_user_model: that one wraps the test in a transaction the replica never sees.
     created = []
 
     def make(username=None, password="a-long-test-password"):
         username = username or f"user{len(created)}-{os.urandom(3).hex()}"
-        user = django_user_model.objects.create_user(username=username, password=password)
+        user = get_user_model().objects.create_user(username=username, password=password)
         created.append(user)
         return user
 
@@ -104,7 +107,10 @@ def logged_in(make_user, replicated):
         user = make_user()
         replicated()
         client = Client(**kwargs)
-        response = client.post("/login/", {"username": user.username, "password": "a-long-test-password"})
+        page = client.get("/login/")
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
+        response = client.post("/login/", {"username": user.username, "password": "a-long-test-password",
+                                           "csrfmiddlewaretoken": token})
         assert response.status_code == 302, response.content[:500]
         return client, user
 

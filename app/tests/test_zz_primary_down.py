@@ -1,0 +1,62 @@
+"""The primary stops: reads keep working from the replica, writes get a clear 503, nothing half-written.
+
+Named to run last: it stops and restarts the primary of the bench.
+"""
+
+import json
+import re
+
+from django.db import connections
+from django.test import Client
+
+from dbfailover import registry
+from orders.models import Order
+
+CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def test_primary_down_reads_work_and_writes_get_the_read_only_page(logged_in, primary_server, replicated):
+    client, user = logged_in(raise_request_exception=False)
+    product_page = client.get("/c/cat-001/")
+    token = CSRF.findall(product_page.content)[-1].decode()
+    anonymous = Client(raise_request_exception=False)
+    orders_before = Order.objects.using("default").count()
+    from catalog.models import Product
+    product = Product.objects.order_by("id").first()
+    assert client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token}).status_code == 302
+    replicated()
+
+    primary_server.stop()
+    try:
+        for connection in connections.all():
+            connection.close()
+        # Reads: every page of the catalog, for anonymous and logged-in users (past the read-your-writes pin).
+        from django.test.utils import override_settings
+        with override_settings(SHOP_READ_YOUR_WRITES_SECONDS=0):
+            for who in (anonymous, client):
+                for path in ("/", "/c/cat-002/", product.get_absolute_url(), "/cart/"):
+                    assert who.get(path).status_code == 200, path
+            # Writes: a clear 503, HTML or JSON, never a traceback.
+            response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token})
+            assert response.status_code == 503, response.content[:300]
+            assert b"Read-only for now" in response.content and b"Traceback" not in response.content
+            assert response["Retry-After"]
+            response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token},
+                                   HTTP_ACCEPT="application/json")
+            assert response.status_code == 503 and json.loads(response.content)["error"] == "read_only"
+            response = client.post("/orders/checkout/", {"csrfmiddlewaretoken": token})
+            assert response.status_code == 503
+            # The load balancer keeps this node: it can still serve reads.
+            health = anonymous.get("/healthz")
+            assert health.status_code == 200
+            assert json.loads(health.content)["databases"] == {"default": "down", "replica_1": "ok"}
+    finally:
+        primary_server.start()
+        registry.clear()
+        for connection in connections.all():
+            connection.close()
+    # Nothing half-written: no order appeared, and writes work again once the primary is back.
+    assert Order.objects.using("default").count() == orders_before
+    response = client.post("/orders/checkout/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert Order.objects.using("default").count() == orders_before + 1
