@@ -11,12 +11,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEBIAN ?= 13
 export LAB_DEBIAN_VERSION := $(DEBIAN)
 
-.PHONY: help venv engine images secrets lab lab-down lint test test-control test-molecule
+.PHONY: help venv engine images secrets lab lab-down lint test test-app bench-app test-control test-molecule
 
 help:
 	@echo "make lab       create the lab (one container per host of inventories/lab) and converge site.yml"
 	@echo "make lab-down  remove the lab"
-	@echo "make test      lint, control-node tests, then every molecule scenario (what CI runs)"
+	@echo "make test      lint, the app's tests, control-node tests, then every molecule scenario (what CI runs)"
+	@echo "make test-app  the Django app's tests against real MariaDB/memcached/nginx (in a container)"
+	@echo "make bench-app the app's page-caching benchmark; report in app/bench/results/"
 	@echo "DEBIAN=12      on either, to run the nodes on Debian 12 instead of 13"
 
 venv: $(VENV)/.installed
@@ -49,6 +51,14 @@ lint: venv
 	yamllint --strict .
 	ansible-lint
 
+# The Django app's tests: pytest-django against a real MariaDB primary and replica, memcached and nginx, all
+# started on the loopback of a throwaway container of the nodes' Debian release (scripts/app-test.sh).
+test-app: engine
+	scripts/app-test.sh pytest -q
+
+bench-app: engine
+	scripts/app-test.sh python -m bench.strategies
+
 # Control-node tests: no containers (the preflight checks against broken inventories).
 test-control: venv
 	pytest -q tests
@@ -56,4 +66,4 @@ test-control: venv
 test-molecule: venv images secrets
 	molecule test --all
 
-test: lint test-control test-molecule
+test: lint test-app test-control test-molecule

@@ -43,7 +43,7 @@ def test_cart_and_checkout(logged_in):
     page = client.get("/c/cat-001/")
     token = CSRF.findall(page.content)[-1].decode()
     products = list(Product.objects.filter(category__slug="cat-001").order_by("id")[:2])
-    for product, quantity in zip(products, (1, 3)):
+    for product, quantity in zip(products, (1, 3), strict=True):
         response = client.post("/cart/add/", {"product": product.pk, "quantity": quantity, "csrfmiddlewaretoken": token})
         assert response.status_code == 302
     assert b'<span id="cart-count">4</span>' in client.get("/").content

@@ -61,7 +61,7 @@ def test_users_share_one_first_pass_and_get_their_own_parts(logged_in):
     assert second.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": tokens[0]}).status_code == 403
 
     # The token of the two-pass page is one the following POST is accepted with.
-    for (client, _), token in zip(users, tokens):
+    for (client, _), token in zip(users, tokens, strict=True):
         response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token,
                                               "next": "/c/cat-001/"})
         assert response.status_code == 302 and response["Location"] == "/c/cat-001/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from django.template import RequestContext
 from django.template.loader import get_template, render_to_string
 
 NONCE_KEY = "twopass_nonce"
@@ -36,8 +37,15 @@ def render_slot(name: str, request) -> str:
 
 
 def second_pass(segments: tuple, request) -> str:
-    """Fill every slot for this request. Each distinct slot is rendered once, from its compiled template."""
-    filled = {name: render_slot(name, request) for name in slot_names(segments)}
+    """Fill every slot for this request. Each distinct slot is rendered once, from its compiled template, all
+    with one RequestContext (the context processors run once per request, not once per slot)."""
+    templates = {name: get_template(SLOT_TEMPLATE.format(name=name)).template for name in slot_names(segments)}
+    filled = {}
+    if templates:
+        context = RequestContext(request)
+        with context.bind_template(next(iter(templates.values()))):
+            for name, template in templates.items():
+                filled[name] = template.render(context)
     out = []
     for i, segment in enumerate(segments):
         out.append(filled[segment] if i % 2 else segment)

@@ -1,0 +1,199 @@
+"""Page caching strategies on the same catalog page, measured side by side in one run.
+
+    scripts/app-test.sh python -m bench.strategies [--users 1000] [--rounds 5] [--per-round 40]
+    (make bench-app)
+
+Strategies (shop.urls_bench): ``uncached`` (no data cache, no page cache), ``two-pass`` (the shop's pages),
+``per-user`` (``cache_page`` + ``vary_on_cookie``: one full copy per user) and ``whole-page`` (``cache_page`` for
+requests without cookies: one copy for everyone, the upper bound a shared page can reach). Logged-in users,
+each with their own session, take turns; the page is the catalog's first page (96 products) of 10,000.
+
+The runs are interleaved (a few requests of each strategy per round, for several rounds), in one process, so
+drift of the machine hits every strategy alike; the report gives ratios. Cache memory is memcached's ``bytes``
+after every user fetched the page once, minus the same figure without page caching (sessions, data cache).
+Nothing here is a pass/fail test: the targets are printed beside the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+
+def setup_django():
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    django.setup()
+
+
+def memcached_bytes() -> int:
+    from django.core.cache import cache
+
+    stats = cache._cache.get_stats()
+    return sum(int(s[1].get("bytes", 0)) for s in stats)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=40)
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--page-size", type=int, default=96,
+                        help="products on the page (96: a page whose uncached render costs over 50 ms here)")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args(argv)
+
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connections
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    print("bench: migrating, loading the catalog and the users", file=sys.stderr)
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    call_command("make_demo_catalog", products=args.products, categories=100, no_images=True, verbosity=0)
+    User = get_user_model()
+    password = make_password("bench-password")
+    User.objects.bulk_create(
+        [User(username=f"bench{i:05d}", password=password) for i in range(args.users)], ignore_conflicts=True
+    )
+    users = list(User.objects.using("default").filter(username__startswith="bench").order_by("username"))
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        (position,) = cursor.fetchone()
+    with connections["replica_1"].cursor() as cursor:
+        cursor.execute("SELECT MASTER_GTID_WAIT(%s, 60)", [position])
+
+    strategies = {
+        "uncached": "/bench/uncached/",
+        "two-pass": "/bench/two-pass/",
+        "per-user": "/bench/per-user/",
+        "whole-page": "/bench/whole-page/",
+    }
+    results = {}
+    with override_settings(ROOT_URLCONF="shop.urls_bench", SHOP_PAGE_SIZE=args.page_size, SHOP_READ_YOUR_WRITES_SECONDS=0):
+        clients = []
+        for user in users:
+            client = Client()
+            client.force_login(user)
+            clients.append(client)
+        anonymous = Client()
+
+        def fetch(name, i):
+            if name == "whole-page":
+                anonymous.cookies.clear()
+                client = anonymous
+            else:
+                client = clients[i % len(clients)]
+            started = time.perf_counter()
+            response = client.get(strategies[name])
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200, (name, response.status_code)
+            return elapsed
+
+        # Latency: interleaved rounds, after one pass of every user over every strategy (warm caches).
+        latencies = {name: [] for name in strategies}
+        for name in strategies:
+            for i in range(len(clients)):
+                fetch(name, i)
+        counter = 0
+        for _ in range(args.rounds):
+            for name in strategies:
+                for _ in range(args.per_round):
+                    latencies[name].append(fetch(name, counter))
+                    counter += 1
+
+        # Memory: every user fetches the page once, starting from an empty cache.
+        memory = {}
+        for name in strategies:
+            cache.clear()
+            for i in range(len(clients)):
+                fetch(name, i)
+            memory[name] = memcached_bytes()
+        baseline = memory["uncached"]
+        # Two-pass memory with a tenth of the users: it must not grow with them.
+        cache.clear()
+        for i in range(max(1, len(clients) // 10)):
+            fetch("two-pass", i)
+        two_pass_tenth = memcached_bytes()
+
+    for name, values in latencies.items():
+        results[name] = {
+            "requests": len(values),
+            "rps": len(values) / sum(values),
+            "p50_ms": percentile(values, 50) * 1000,
+            "p99_ms": percentile(values, 99) * 1000,
+            "cache_bytes_over_baseline": memory[name] - baseline,
+        }
+    ratios = {
+        "two_pass_vs_uncached_speedup": results["two-pass"]["rps"] / results["uncached"]["rps"],
+        "two_pass_vs_whole_page_slowdown": results["whole-page"]["rps"] / results["two-pass"]["rps"],
+        "two_pass_memory_all_users_over_tenth": memory["two-pass"] - two_pass_tenth,
+    }
+    report = render(results, ratios, args, memory, baseline, two_pass_tenth)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "strategies.md").write_text(report)
+    (out / "strategies.json").write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+    print(report)
+    return 0
+
+
+def render(results, ratios, args, memory, baseline, two_pass_tenth) -> str:
+    uncached_p50 = results["uncached"]["p50_ms"]
+    lines = [
+        "# Page caching strategies (app benchmark)",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"({os.cpu_count()} CPUs, Python {platform.python_version()}), in-process WSGI requests, one at a time, "
+        f"against a real MariaDB replica and memcached on loopback. Page: the catalog's first {args.page_size} of "
+        f"{args.products:,} products; {args.users} logged-in users in turn (whole-page: no cookies). "
+        f"{args.rounds} interleaved rounds of {args.per_round} requests per strategy.",
+        "",
+        "| strategy | requests/s | p50 ms | p99 ms | cache memory over baseline, all users |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['cache_bytes_over_baseline'] / 1024:.0f} KiB |")
+    speedup = ratios["two_pass_vs_uncached_speedup"]
+    slowdown = ratios["two_pass_vs_whole_page_slowdown"]
+    tp_all = memory["two-pass"] - baseline
+    lines += [
+        "",
+        "| target | measured | met |",
+        "|---|---:|:---:|",
+        f"| uncached render costs at least 50 ms (p50) | {uncached_p50:.1f} ms | {'yes' if uncached_p50 >= 50 else 'no'} |",
+        f"| two-pass at least 10x faster than uncached | {speedup:.1f}x | {'yes' if speedup >= 10 else 'no'} |",
+        f"| two-pass within 1.5x of whole-page cache_page | {slowdown:.2f}x | {'yes' if slowdown <= 1.5 else 'no'} |",
+        f"| two-pass cache memory does not grow with users ({args.users // 10} users vs {args.users}) | "
+        f"{two_pass_tenth / 1024:.0f} KiB vs {memory['two-pass'] / 1024:.0f} KiB total "
+        f"(page part {tp_all / 1024:.0f} KiB) | "
+        f"{'yes' if memory['two-pass'] - two_pass_tenth <= memory['uncached'] * 1.0 else 'no'} |",
+        "",
+        "Per-user caching stores a full copy of the page for every user; two-pass stores one shared first pass "
+        "(the memory baseline includes the users' sessions and the data cache, which every strategy needs).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
