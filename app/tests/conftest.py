@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from dbfailover import registry
 from dbfailover.databases import build
@@ -184,3 +185,18 @@ def tarpit():
     for conn in accepted:
         conn.close()
     listener.close()
+
+
+@contextmanager
+def all_queries():
+    """Capture the queries of every database alias: yields {alias: [sql, ...]}, filled when the block ends."""
+    captured = {}
+    contexts = {alias: CaptureQueriesContext(connections[alias]) for alias in connections.settings}
+    for context in contexts.values():
+        context.__enter__()
+    try:
+        yield captured
+    finally:
+        for alias, context in contexts.items():
+            context.__exit__(None, None, None)
+            captured[alias] = [q["sql"] for q in context.captured_queries]

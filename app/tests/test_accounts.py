@@ -1,20 +1,14 @@
 """The logged-in user comes from memcached, and a change to the user is seen at once."""
 
 from django.contrib.auth import get_user_model
-from django.db import connections
-from django.test.utils import CaptureQueriesContext
+
+from tests.conftest import all_queries
 
 
 def user_queries(client, path="/"):
-    contexts = [CaptureQueriesContext(c) for c in connections.all()]
-    for c in contexts:
-        c.__enter__()
-    try:
+    with all_queries() as queries:
         body = client.get(path).content
-    finally:
-        for c in contexts:
-            c.__exit__(None, None, None)
-    return body, sum("auth_user" in q["sql"] for c in contexts for q in c.captured_queries)
+    return body, sum("auth_user" in sql for done in queries.values() for sql in done)
 
 
 def test_the_user_row_is_cached_and_forgotten_on_save(logged_in, replicated):

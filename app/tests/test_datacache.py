@@ -2,24 +2,17 @@
 
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connections
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
 from catalog import datacache
 from catalog.models import Product
+from tests.conftest import all_queries
 
 
 def product_queries(func):
-    contexts = [CaptureQueriesContext(c) for c in connections.all()]
-    for c in contexts:
-        c.__enter__()
-    try:
+    with all_queries() as queries:
         result = func()
-    finally:
-        for c in contexts:
-            c.__exit__(None, None, None)
-    return result, [q["sql"] for c in contexts for q in c.captured_queries if "catalog_product" in q["sql"]]
+    return result, [sql for done in queries.values() for sql in done if "catalog_product" in sql]
 
 
 def test_list_and_detail_pages_share_the_cached_product_objects():

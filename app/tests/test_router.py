@@ -2,28 +2,22 @@
 
 import time
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.test import Client
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import override_settings
 
 from catalog.models import Category, Product
 from replicas.middleware import COOKIE
 from replicas.router import ReplicaRouter
-from tests.conftest import swapped_databases
+from tests.conftest import all_queries, swapped_databases
 
 
 def product_reads(client, path):
     """Which aliases answered the catalog reads of a request."""
-    contexts = {alias: CaptureQueriesContext(connections[alias]) for alias in connections.settings}
-    for c in contexts.values():
-        c.__enter__()
-    try:
+    with all_queries() as queries:
         response = client.get(path)
-    finally:
-        for c in contexts.values():
-            c.__exit__(None, None, None)
     assert response.status_code == 200
-    return {alias for alias, c in contexts.items() if any("catalog_product" in q["sql"] for q in c.captured_queries)}
+    return {alias for alias, done in queries.items() if any("catalog_product" in sql for sql in done)}
 
 
 def test_writes_and_migrations_go_to_the_primary():

@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
-from django.db import connections
 from django.template import base as template_base
 from django.test import Client
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import override_settings
 
 from catalog.models import Category, Product
+from tests.conftest import all_queries
 from twopass import cache as fp
 from twopass.cache import FirstPassCache
 from twopass.render import first_pass
@@ -20,34 +20,18 @@ from twopass.render import first_pass
 CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
-class AllQueries:
-    """Capture the queries of every database alias."""
-
-    def __enter__(self):
-        self.contexts = [CaptureQueriesContext(c) for c in connections.all()]
-        for c in self.contexts:
-            c.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        for c in self.contexts:
-            c.__exit__(*exc)
-
-    def catalog(self):
-        return [q["sql"] for c in self.contexts for q in c.captured_queries if "catalog_" in q["sql"]]
-
-
 def test_users_share_one_first_pass_and_get_their_own_parts(logged_in):
     users = [logged_in(enforce_csrf_checks=True) for _ in range(4)]
     cache.clear()
     tokens = []
     for i, (client, user) in enumerate(users):
-        with AllQueries() as queries:
+        with all_queries() as queries:
             response = client.get("/c/cat-001/")
+        catalog = [sql for done in queries.values() for sql in done if "catalog_" in sql]
         assert response.status_code == 200
         assert response["X-First-Pass"] == ("miss" if i == 0 else "hit")
         # The shared part (catalog data and its rendering) is built once, for the first user only.
-        assert bool(queries.catalog()) == (i == 0), queries.catalog()
+        assert bool(catalog) == (i == 0), catalog
         body = response.content
         assert f'<strong class="username">{user.username}</strong>'.encode() in body
         assert b'<span id="cart-count">0</span>' in body
