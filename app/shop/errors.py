@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from django.db import connections
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.defaults import server_error as django_server_error
@@ -23,8 +24,6 @@ RETRY_AFTER = "30"
 
 
 def _primary_down() -> bool:
-    from django.db import connections
-
     settings_dict = connections.settings[PRIMARY_ALIAS]
     return registry.is_down((settings_dict["HOST"], int(settings_dict.get("PORT") or 3306)))
 

@@ -25,6 +25,9 @@ from dbfailover.databases import build
 from shop.config import DatabaseHost
 from testing import servers as bench
 
+# The CSRF token of each form in a page.
+CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+
 
 @pytest.fixture(scope="session")
 def state_path() -> str:
@@ -109,7 +112,7 @@ def logged_in(make_user, replicated):
         replicated()
         client = Client(**kwargs)
         page = client.get("/login/")
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
+        token = CSRF_INPUT.search(page.content).group(1).decode()
         response = client.post("/login/", {"username": user.username, "password": "a-long-test-password",
                                            "csrfmiddlewaretoken": token})
         assert response.status_code == 302, response.content[:500]

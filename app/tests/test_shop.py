@@ -7,8 +7,8 @@ from django.test import Client
 
 from catalog.models import Product
 from orders.models import Order
+from tests.conftest import CSRF_INPUT
 
-CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def test_catalog_category_and_product_pages():
@@ -41,7 +41,7 @@ def test_static_files_have_hashed_names_and_gzip_copies(settings):
 def test_cart_and_checkout(logged_in):
     client, user = logged_in(enforce_csrf_checks=True)
     page = client.get("/c/cat-001/")
-    token = CSRF.findall(page.content)[-1].decode()
+    token = CSRF_INPUT.findall(page.content)[-1].decode()
     products = list(Product.objects.filter(category__slug="cat-001").order_by("id")[:2])
     for product, quantity in zip(products, (1, 3), strict=True):
         response = client.post("/cart/add/", {"product": product.pk, "quantity": quantity, "csrfmiddlewaretoken": token})

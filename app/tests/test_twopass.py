@@ -1,6 +1,5 @@
 """Two-pass pages: shared part rendered once for everyone, user parts per request, data never becomes code."""
 
-import re
 import threading
 import time
 from decimal import Decimal
@@ -12,12 +11,11 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from catalog.models import Category, Product
-from tests.conftest import all_queries
+from tests.conftest import CSRF_INPUT, all_queries
 from twopass import cache as fp
 from twopass.cache import FirstPassCache
 from twopass.render import first_pass
 
-CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def test_users_share_one_first_pass_and_get_their_own_parts(logged_in):

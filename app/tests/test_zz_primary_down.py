@@ -4,21 +4,20 @@ Named to run last: it stops and restarts the primary of the bench.
 """
 
 import json
-import re
 
 from django.db import connections
 from django.test import Client
 
 from dbfailover import registry
 from orders.models import Order
+from tests.conftest import CSRF_INPUT
 
-CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def test_primary_down_reads_work_and_writes_get_the_read_only_page(logged_in, primary_server, replicated):
     client, user = logged_in(raise_request_exception=False)
     product_page = client.get("/c/cat-001/")
-    token = CSRF.findall(product_page.content)[-1].decode()
+    token = CSRF_INPUT.findall(product_page.content)[-1].decode()
     anonymous = Client(raise_request_exception=False)
     orders_before = Order.objects.using("default").count()
     from catalog.models import Product
