@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.core.cache import cache as default_cache
 
 HIT, STALE, MISS, WAITED = "hit", "stale", "miss", "waited"
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,11 @@ class FirstPassCache:
         self.cache.set(key, entry, self.ttl + self.stale_ttl)
         return entry
 
-    def get(self, key: str, versions: tuple, build) -> tuple[Entry, str]:
-        """Return ``(entry, how)``; ``how`` is one of hit, stale, miss, waited."""
-        entry = self.cache.get(key)
+    def get(self, key: str, versions: tuple, build, *, entry=_UNKNOWN) -> tuple[Entry, str]:
+        """Return ``(entry, how)``; ``how`` is one of hit, stale, miss, waited. ``entry``: the cached entry when
+        the caller already fetched it (None for a miss)."""
+        if entry is _UNKNOWN:
+            entry = self.cache.get(key)
         if entry is not None and entry.versions == versions and time.time() < entry.fresh_until:
             return entry, HIT
         lock = f"{key}:lock"

@@ -14,9 +14,15 @@ PREFIX = "ver:"
 TIMEOUT = 30 * 24 * 3600
 
 
-def get(*names: str) -> tuple:
+def keys(names) -> list[str]:
+    return [PREFIX + n for n in names]
+
+
+def get(*names: str, prefetched: dict | None = None) -> tuple:
+    """The versions of ``names``. ``prefetched``: the result of a ``get_many`` that already asked for
+    ``keys(names)`` (with other keys), so that a page costs one cache round trip, not two."""
     keys = [PREFIX + n for n in names]
-    found = cache.get_many(keys)
+    found = {k: prefetched[k] for k in keys if k in prefetched} if prefetched is not None else cache.get_many(keys)
     missing = {k: time.time_ns() for k in keys if k not in found}
     if missing:
         # add(), not set(): when two processes race to create a version, the first one wins for both.

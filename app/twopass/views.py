@@ -40,7 +40,11 @@ class TwoPassView(View):
 
     def get(self, request, *args, **kwargs):
         key = "twopass:" + self.get_cache_key()
-        entry, how = self.cache.get(key, versions.get(*self.get_dependencies()), self.build_first_pass)
+        names = self.get_dependencies()
+        # The entry and the versions of what it shows, in one round trip to the cache.
+        found = self.cache.cache.get_many([key, *versions.keys(names)])
+        current = versions.get(*names, prefetched=found)
+        entry, how = self.cache.get(key, current, self.build_first_pass, entry=found.get(key))
         response = HttpResponse(second_pass(entry.segments, request))
         response["X-First-Pass"] = how
         # The page holds a user's name and CSRF token: no shared cache (browser or proxy) may keep it.
