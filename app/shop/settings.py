@@ -89,7 +89,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "shop.staticfiles.GzipManifestStaticFilesStorage"},
 }
 STATIC_URL = "/static/"
-STATIC_ROOT = CONFIG.static_root
+# Relative to the release (each release collects its own), or absolute.
+STATIC_ROOT = BASE_DIR / CONFIG.static_root
 STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
 MEDIA_URL = CONFIG.media.url
 SHOP_MEDIA_SERVERS = list(CONFIG.media.servers)
