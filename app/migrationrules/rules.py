@@ -22,6 +22,7 @@ A contract migration is still listed, as allowed.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -133,8 +134,13 @@ def _is_not_provided(value) -> bool:
 
 def project_app_labels() -> set[str]:
     """The project's own apps (Django's and third-party apps have their own history)."""
-    base = str(settings.BASE_DIR)
-    return {config.label for config in django_apps.get_app_configs() if config.path.startswith(base)}
+    # Real paths, and never an installed package: a virtualenv may live inside (or be linked from) the project.
+    base = os.path.realpath(settings.BASE_DIR) + os.sep
+    return {
+        config.label
+        for config in django_apps.get_app_configs()
+        if os.path.realpath(config.path).startswith(base) and "site-packages" not in config.path
+    }
 
 
 def check(app_labels=None, *, unapplied_only=False, database="default") -> tuple[list[Violation], list[str]]:

@@ -1,0 +1,198 @@
+"""The whole stack through the load balancer, as a user sees it (run from lb1 against its own HTTPS port)."""
+
+import json
+import subprocess
+import time
+
+import pytest
+from stacktest import _python, container, hosts_of, node, tcp_open
+
+LB = "https://127.0.0.1"
+
+# A small browser: a cookie jar, TLS without verification (the lab's certificate is self-signed), and the
+# CSRF token of the page it last fetched. Runs a list of steps and prints what each returned.
+_BROWSER = r"""
+import http.cookiejar, json, re, ssl, sys, urllib.parse, urllib.request, urllib.error
+steps = json.loads(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+jar = http.cookiejar.CookieJar()
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+token, out = None, []
+for method, path, form, headers in steps:
+    data = None
+    if form is not None:
+        form = dict(form)
+        if token:
+            form.setdefault("csrfmiddlewaretoken", token)
+        data = urllib.parse.urlencode(form).encode()
+    req = urllib.request.Request(sys.argv[2] + path, data=data, method=method, headers={"Referer": sys.argv[2] + "/", **headers})
+    try:
+        with opener.open(req, timeout=10) as r:
+            status, hdrs, body = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, hdrs, body = e.code, dict(e.headers), e.read()
+    text = body.decode(errors="replace")
+    found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
+    if found:
+        token = found[-1]
+    out.append({"status": status, "headers": {k.lower(): v for k, v in hdrs.items()}, "body": text, "size": len(body)})
+print(json.dumps(out))
+"""
+
+
+def browse(*steps, src=None):
+    """Run steps (method, path, form or None, headers) in one browser session on the load balancer."""
+    src = src or hosts_of("loadbalancers")[0]
+    return _python(node(src), _BROWSER, json.dumps([[*step, {}][:4] for step in steps]), LB)
+
+
+def manage(command):
+    """Run a manage.py command on the first web node, as the app runs it."""
+    web = node(hosts_of("webservers")[0])
+    out = web.run(
+        "cd /srv/shop/current && runuser -u shop -- env SHOP_CONFIG=/etc/shop/shop.json "
+        "venv/bin/python manage.py %s", command)
+    assert out.rc == 0, out.stderr
+    return out.stdout
+
+
+def test_pages_with_products_and_a_cached_first_pass():
+    home, category, again = browse(("GET", "/", None), ("GET", "/c/cat-002/", None), ("GET", "/c/cat-002/", None))
+    assert home["status"] == 200 and home["body"].count('class="card"') >= 10
+    assert category["status"] == 200 and 'class="card"' in category["body"]
+    # The second request is served from the cached first pass.
+    assert again["headers"]["x-first-pass"] == "hit"
+    assert "max-age=31536000" in home["headers"]["strict-transport-security"]
+
+
+def test_http_is_redirected_to_https():
+    result = _python(node(hosts_of("loadbalancers")[0]), """
+import http.client, json
+c = http.client.HTTPConnection("127.0.0.1", 80, timeout=5); c.request("GET", "/c/cat-001/", headers={"Host": "localhost"})
+r = c.getresponse(); print(json.dumps({"status": r.status, "location": r.getheader("Location")}))
+""")
+    assert result["status"] == 301 and result["location"].startswith("https://localhost")
+
+
+def test_static_files_come_gzipped_with_far_future_headers():
+    (page,) = browse(("GET", "/", None))
+    css = page["body"].split('href="/static/')[1].split('"')[0]
+    (static,) = browse(("GET", f"/static/{css}", None, {"Accept-Encoding": "gzip"}))
+    assert static["status"] == 200
+    assert static["headers"]["content-encoding"] == "gzip"
+    assert "immutable" in static["headers"]["cache-control"] and "expires" in static["headers"]
+
+
+def test_an_upload_by_the_app_lands_on_the_media_server_and_is_served_by_the_lb():
+    name = manage("shell -c \"from django.core.files.base import ContentFile; "
+                  "from django.core.files.storage import default_storage; "
+                  "print(default_storage.save('tests/e2e.txt', ContentFile(b'stored by the app')))\"").strip()
+    media = node(hosts_of("mediaservers")[0])
+    assert media.file(f"/srv/media/{name}").content == b"stored by the app"
+    for web in hosts_of("webservers"):
+        assert not node(web).file(f"/srv/media/{name}").exists
+    (served,) = browse(("GET", f"/media/{name}", None))
+    assert served["status"] == 200 and served["body"] == "stored by the app"
+    assert "max-age" in served["headers"]["cache-control"]
+
+
+def test_log_in_and_add_to_the_cart_through_the_two_pass_page():
+    manage("shell -c \"from django.contrib.auth import get_user_model; U = get_user_model(); "
+           "U.objects.filter(username='e2e').exists() or U.objects.create_user('e2e', password='e2e-long-password')\"")
+    steps = browse(
+        ("GET", "/login/", None),
+        ("POST", "/login/", {"username": "e2e", "password": "e2e-long-password"}),
+        ("GET", "/c/cat-001/", None),
+        ("POST", "/cart/add/", {"product": "1", "next": "/c/cat-001/"}),
+        ("GET", "/c/cat-001/", None),
+    )
+    login, before, added, after = steps[1], steps[2], steps[3], steps[4]
+    assert login["status"] == 302
+    assert '<strong class="username">e2e</strong>' in before["body"]
+    assert '<span id="cart-count">0</span>' in before["body"]
+    assert added["status"] == 302
+    assert '<span id="cart-count">1</span>' in after["body"]
+
+
+def test_a_request_body_over_the_limit_gets_413():
+    result = _python(node(hosts_of("loadbalancers")[0]), """
+import http.client, json, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = http.client.HTTPSConnection("127.0.0.1", 443, context=ctx, timeout=10)
+c.putrequest("POST", "/cart/add/"); c.putheader("Content-Length", str(20 * 1024 * 1024)); c.endheaders()
+try:
+    c.send(b"x" * (256 * 1024))
+except OSError:
+    pass
+r = c.getresponse(); print(json.dumps({"status": r.status, "body": r.read().decode(errors="replace")}))
+""")
+    assert result["status"] == 413 and "Too large" in result["body"]
+
+
+def test_haproxy_reports_every_web_node_up():
+    lb = node(hosts_of("loadbalancers")[0])
+    stat = lb.run("echo 'show stat' | socat - /run/haproxy/admin.sock").stdout
+    states = {line.split(",")[1]: line.split(",")[17] for line in stat.splitlines() if line.startswith("web,")}
+    assert {name: states.get(name) for name in hosts_of("webservers")} == {n: "UP" for n in hosts_of("webservers")}
+
+
+@pytest.mark.parametrize("src,allowed", [("loadbalancers", True), ("mediaservers", False), ("db_primary", False)])
+def test_uwsgi_port_is_open_only_to_the_load_balancers(src, allowed):
+    web = hosts_of("webservers")[0]
+    assert tcp_open(hosts_of(src)[0], web, 8000) is allowed
+
+
+def _sequential_requests(count, pause):
+    return _python(node(hosts_of("loadbalancers")[0]), f"""
+import json, ssl, time, urllib.request, urllib.error
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+codes = []
+for i in range({count}):
+    try:
+        with urllib.request.urlopen("{LB}/?page=" + str(i % 5 + 1), context=ctx, timeout=10) as r:
+            codes.append(r.status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+    except OSError as e:
+        codes.append(str(e))
+    time.sleep({pause})
+print(json.dumps({{"codes": codes}}))
+""")["codes"]
+
+
+def _docker(*args):
+    subprocess.run(["docker", *args], check=True, capture_output=True)
+
+
+def test_stopping_a_replica_keeps_pages_up():
+    replica = hosts_of("db_replicas")[0]
+    _docker("stop", "-t", "20", container(replica))
+    try:
+        codes = _sequential_requests(20, 0.05)
+    finally:
+        _docker("start", container(replica))
+    assert codes == [200] * 20, codes
+
+
+def test_stopping_a_web_node_loses_no_request():
+    victim = hosts_of("webservers")[-1]
+    lb = node(hosts_of("loadbalancers")[0])
+    # The container stops while the requests below run.
+    proc = subprocess.Popen(["docker", "stop", "-t", "20", container(victim)])
+    try:
+        codes = _sequential_requests(60, 0.05)
+    finally:
+        proc.wait()
+        _docker("start", container(victim))
+    assert codes == [200] * 60, codes
+    # Back in the pool once it answers its health checks again.
+    for _ in range(60):
+        stat = lb.run("echo 'show stat' | socat - /run/haproxy/admin.sock").stdout
+        if any(line.startswith(f"web,{victim},") and ",UP," in line for line in stat.splitlines()):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"{victim} did not come back UP")
