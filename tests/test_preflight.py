@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRST_CHANGING_PLAY = "PLAY [Prepare every server]"
 
 GOOD_SECRETS = {
-    "vault_django_secret_key": "3f9a0c1e5b7d2468ace13579bdf02468",
+    "vault_django_secret_key": "3f9a0c1e5b7d2468ace13579bdf02468" + "7c1d9e2f4a6b8c0d1e3f5a7b9c",
     "vault_mysql_app_password": "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
     "vault_mysql_replication_password": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
 }
@@ -32,7 +32,7 @@ def lab_groups():
     }
 
 
-def run_site(tmp_path, groups, secrets, environment="production"):
+def run_site(tmp_path, groups, secrets, environment="production", site_hostnames=("shop.example.org",)):
     children = {g: {"hosts": {h: None for h in hosts}} for g, hosts in groups.items() if g not in
                 ("db_primary", "db_replicas")}
     children["dbservers"] = {"children": {g: {"hosts": {h: None for h in groups.get(g, [])}}
@@ -45,6 +45,7 @@ def run_site(tmp_path, groups, secrets, environment="production"):
         "stack_environment": environment,
         "ansible_connection": "community.docker.docker",
         "ansible_host": "preflight-test-no-such-container",
+        "stack_site_hostnames": list(site_hostnames),
     }))
     (tmp_path / "secrets.yml").write_text(yaml.safe_dump(secrets))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
@@ -94,8 +95,19 @@ def test_a_missing_secret_is_refused(tmp_path):
     assert_stopped_before_any_change(rc, out, "Secret 'vault_mysql_app_password' is missing")
 
 
+def test_a_short_django_secret_key_is_refused(tmp_path):
+    secrets = dict(GOOD_SECRETS, vault_django_secret_key="0123456789abcdef0123")
+    rc, out = run_site(tmp_path, lab_groups(), secrets)
+    assert_stopped_before_any_change(rc, out, "Secret 'vault_django_secret_key' is missing or shorter than 50")
+
+
+def test_a_site_without_a_name_is_refused(tmp_path):
+    rc, out = run_site(tmp_path, lab_groups(), GOOD_SECRETS, site_hostnames=[])
+    assert_stopped_before_any_change(rc, out, "stack_site_hostnames is empty")
+
+
 def test_an_example_secret_is_refused_outside_the_lab(tmp_path):
-    secrets = dict(GOOD_SECRETS, vault_django_secret_key="CHANGE-ME-django-secret-key")
+    secrets = dict(GOOD_SECRETS, vault_django_secret_key="CHANGE-ME-django-secret-key-of-at-least-50-random-characters")
     rc, out = run_site(tmp_path, lab_groups(), secrets)
     assert_stopped_before_any_change(rc, out, "Secret 'vault_django_secret_key' still holds an example value")
 
@@ -113,6 +125,6 @@ def test_a_good_inventory_passes_the_preflight(tmp_path):
 
 
 def test_example_secrets_are_accepted_in_the_lab(tmp_path):
-    secrets = dict(GOOD_SECRETS, vault_django_secret_key="CHANGE-ME-django-secret-key")
+    secrets = dict(GOOD_SECRETS, vault_django_secret_key="CHANGE-ME-django-secret-key-of-at-least-50-random-characters")
     rc, out = run_site(tmp_path, lab_groups(), secrets, environment="lab")
     assert FIRST_CHANGING_PLAY in out, out[-3000:]

@@ -1,11 +1,14 @@
 """The whole stack through the load balancer, as a user sees it (run from lb1 against its own HTTPS port)."""
 
 import json
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from stacktest import _python, container, hosts_of, node, tcp_open
+import yaml
+from stacktest import _python, container, hosts_of, node, run_playbook, tcp_open
 
 LB = "https://127.0.0.1"
 
@@ -163,6 +166,75 @@ print(json.dumps({{"codes": codes}}))
 """)["codes"]
 
 
+def test_admin_only_from_the_admin_networks():
+    (local,) = browse(("GET", "/admin/", None))
+    assert local["status"] == 302  # to the admin's login page: lb1's loopback is an admin network
+    lb = hosts_of("loadbalancers")[0]
+    result = _python(node(hosts_of("webservers")[0]), f"""
+import json, ssl, urllib.request, urllib.error
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+try:
+    status = urllib.request.urlopen("https://{lb}/admin/", context=ctx, timeout=5).status
+except urllib.error.HTTPError as e:
+    status = e.code
+print(json.dumps({{"status": status}}))
+""")
+    assert result["status"] == 403
+
+
+def test_stats_and_metrics_only_on_the_load_balancers_loopback():
+    lb = hosts_of("loadbalancers")[0]
+    metrics = node(lb).run("python3 -c %s", "import urllib.request; print(urllib.request.urlopen("
+                           "'http://127.0.0.1:8404/metrics').read().decode())")
+    assert "haproxy_backend_status" in metrics.stdout
+    assert not tcp_open(hosts_of("webservers")[0], lb, 8404)
+
+
+def test_a_slow_client_is_cut_off_by_the_load_balancer():
+    # Headers that never finish: HAProxy answers 408 after its http-request timeout; no uWSGI worker waits.
+    result = _python(node(hosts_of("loadbalancers")[0]), """
+import json, socket, time
+s = socket.create_connection(("127.0.0.1", 80), timeout=30)
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\n")
+started = time.monotonic()
+reply = s.recv(200)
+print(json.dumps({"after": time.monotonic() - started, "reply": reply.decode(errors="replace")}))
+""")
+    assert result["reply"].startswith("HTTP/1.1 408"), result
+    assert result["after"] < 20
+
+
+def test_health_checks_stay_out_of_the_request_log():
+    web = node(hosts_of("webservers")[0])
+    log = web.run("journalctl -u shop --no-pager -o cat").stdout
+    assert "GET /" in log, "no request in the log at all"  # the pages fetched above are there
+    assert "/healthz" not in log  # HAProxy's checks, every 2 s since the start, are not
+
+
+def _during(action, count=60, pause=0.05):
+    """Sequential requests through the load balancer while action() runs; their status codes."""
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(codes=_sequential_requests(count, pause)))
+    thread.start()
+    time.sleep(0.5)
+    action()
+    thread.join(120)
+    return result["codes"]
+
+
+def test_reloads_drop_no_request():
+    def reload_everything():
+        for web in hosts_of("webservers"):
+            assert node(web).run("systemctl reload shop").rc == 0
+            time.sleep(0.5)
+        assert node(hosts_of("loadbalancers")[0]).run("systemctl reload haproxy").rc == 0
+
+    codes = _during(reload_everything)
+    assert codes == [200] * len(codes), codes
+
+
 def _docker(*args):
     subprocess.run(["docker", *args], check=True, capture_output=True)
 
@@ -196,3 +268,46 @@ def test_stopping_a_web_node_loses_no_request():
         time.sleep(1)
     else:
         pytest.fail(f"{victim} did not come back UP")
+
+
+# Runs last: the topology grows by a web node, added the way README says (one inventory line, a re-run).
+WITH_WEB3 = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "with-web3.yml"
+
+
+def _uwsgi_pid(host):
+    return node(host).run("systemctl show -p MainPID --value shop").stdout.strip()
+
+
+def _current_release(host):
+    return node(host).run("readlink /srv/shop/current").stdout.strip()
+
+
+def test_zz_adding_a_web_node_is_one_inventory_line_and_a_rerun():
+    webs = hosts_of("webservers")
+    assert "web3" not in webs
+    pids = {web: _uwsgi_pid(web) for web in webs}
+    WITH_WEB3.write_text(yaml.safe_dump({"lab": {"children": {"webservers": {"hosts": {"web3": None}}}}}))
+    rc, out = run_playbook("site.yml", WITH_WEB3)
+    assert rc == 0, out[-3000:]
+    # The same release as the others, installed from the same wheels.
+    assert _current_release("web3") == _current_release(webs[0])
+    assert node("web3").service("shop").is_running
+    # Nothing else restarted: the other web nodes' uWSGI masters are the same processes.
+    assert {web: _uwsgi_pid(web) for web in webs} == pids
+    # The load balancer checks it and sends it traffic; the database and the cache let it in (its /healthz
+    # answers "ok" only when both do).
+    lb = node(hosts_of("loadbalancers")[0])
+    for _ in range(30):
+        stat = lb.run("echo 'show stat' | socat - /run/haproxy/admin.sock").stdout
+        if any(line.startswith("web,web3,") and ",UP," in line for line in stat.splitlines()):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("web3 never came UP in HAProxy")
+    health = node("web3").run("python3 -c %s", "import urllib.request; print(urllib.request.urlopen("
+                              "urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': 'localhost'})"
+                              ").read().decode())")
+    assert json.loads(health.stdout)["status"] == "ok", health.stdout
+    assert _sequential_requests(12, 0) == [200] * 12
+    served = node("web3").run("journalctl -u shop --no-pager -o cat | grep -c 'GET /?page='").stdout.strip()
+    assert int(served or 0) > 0, "HAProxy sent web3 no request"
