@@ -235,6 +235,25 @@ def test_reloads_drop_no_request():
     assert codes == [200] * len(codes), codes
 
 
+def test_jobs_are_scheduled_on_exactly_one_web_node():
+    jobs = ("refresh_cache", "clearsessions")
+    states = {web: [node(web).run("systemctl is-active shop-job@%s.timer", job).stdout.strip() for job in jobs]
+              for web in hosts_of("webservers")}
+    leaders = [web for web, state in states.items() if state == ["active", "active"]]
+    assert len(leaders) == 1, states
+    assert all(state == ["inactive", "inactive"] for web, state in states.items() if web not in leaders), states
+    # The job itself works: run it once now.
+    assert node(leaders[0]).run("systemctl start shop-job@refresh_cache.service").rc == 0
+
+
+def test_uwsgi_stats_server_answers_on_loopback():
+    web = node(hosts_of("webservers")[0])
+    out = web.run("python3 -c %s", "import json, urllib.request; s = json.load(urllib.request.urlopen("
+                  "'http://127.0.0.1:9191')); print(len(s['workers']), s['workers'][0]['cores'][0] is not None)")
+    workers, _ = out.stdout.split()
+    assert int(workers) >= 2
+
+
 def _docker(*args):
     subprocess.run(["docker", *args], check=True, capture_output=True)
 
