@@ -71,6 +71,7 @@ class Config:
     read_your_writes_seconds: int
     page_size: int
     log_level: str
+    bench_urls: bool
 
 
 _MISSING = object()
@@ -201,6 +202,7 @@ def parse(data: dict) -> Config:
         read_your_writes_seconds=top.int("read_your_writes_seconds", 10),
         page_size=top.int("page_size", 48, minimum=1),
         log_level=top.str("log_level", "INFO"),
+        bench_urls=top.bool("bench_urls", False),
     )
 
 

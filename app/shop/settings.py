@@ -45,7 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "shop.urls"
+# The benchmark's pages (shop.urls_bench) only where the config asks for them: a lab that `make bench` measures.
+ROOT_URLCONF = "shop.urls_bench" if CONFIG.bench_urls else "shop.urls"
 WSGI_APPLICATION = "shop.wsgi.application"
 
 TEMPLATES = [

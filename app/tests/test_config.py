@@ -37,6 +37,8 @@ def with_change(path: str, value):
 def test_good_config_parses_with_defaults():
     parsed = config.parse(GOOD)
     assert parsed.https is True and parsed.debug is False
+    # The benchmark's pages are off unless asked for.
+    assert parsed.bench_urls is False
     assert parsed.database.connect_timeout == 2
     assert [r.port for r in parsed.database.replicas] == [3306, 3307]
     # A replica may carry its own credentials: they are not the primary's.
@@ -55,6 +57,7 @@ def test_good_config_parses_with_defaults():
     ("media.url", "https://shop.example.com/media", "media.url: must end with '/'"),
     ("media.servers", ["media1/media/"], "media.servers[0]: expected an http(s) URL"),
     ("debug", "no", "debug: expected true or false"),
+    ("bench_urls", "yes", "bench_urls: expected true or false"),
 ])
 def test_bad_key_is_named(path, value, message):
     with pytest.raises(config.ConfigError, match=re.escape(message)):

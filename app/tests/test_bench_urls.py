@@ -1,0 +1,28 @@
+"""The benchmark's pages: mounted only by ``bench_urls``; the slow page holds a worker for a bounded time."""
+
+import time
+
+from django.test import override_settings
+
+
+def test_bench_pages_are_not_mounted_by_default(client):
+    assert client.get("/bench/slow/?ms=0").status_code == 404
+    assert client.get("/bench/uncached/").status_code == 404
+
+
+@override_settings(ROOT_URLCONF="shop.urls_bench")
+def test_slow_page_sleeps_as_long_as_asked(client):
+    started = time.monotonic()
+    response = client.get("/bench/slow/?ms=200")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.content == b"slept 200 ms\n"
+    assert response["Cache-Control"] == "no-store"
+    assert 0.2 <= elapsed < 2
+
+
+@override_settings(ROOT_URLCONF="shop.urls_bench")
+def test_slow_page_is_bounded(client):
+    assert client.get("/bench/slow/?ms=10001").status_code == 400
+    assert client.get("/bench/slow/?ms=-1").status_code == 400
+    assert client.get("/bench/slow/?ms=soon").status_code == 400
