@@ -306,6 +306,12 @@ def test_zz_adding_a_web_node_is_one_inventory_line_and_a_rerun():
     webs = hosts_of("webservers")
     assert "web3" not in webs
     pids = {web: _uwsgi_pid(web) for web in webs}
+    # Four older releases on the first node (an hour apart): the re-run keeps the live one and the two newest.
+    first = node(webs[0])
+    for age in range(1, 5):
+        planted = first.run("install -d -o shop -g shop /srv/shop/releases/old-%s && touch -d '%s hours ago' "
+                            "/srv/shop/releases/old-%s", age, age, age)
+        assert planted.rc == 0, planted.stderr
     WITH_WEB3.write_text(yaml.safe_dump({"lab": {"children": {"webservers": {"hosts": {"web3": None}}}}}))
     rc, out = run_playbook("site.yml", WITH_WEB3)
     assert rc == 0, out[-3000:]
@@ -329,5 +335,8 @@ def test_zz_adding_a_web_node_is_one_inventory_line_and_a_rerun():
                               ").read().decode())")
     assert json.loads(health.stdout)["status"] == "ok", health.stdout
     assert _sequential_requests(12, 0) == [200] * 12
+    # Old releases were pruned to shop_web_releases_kept (3), newest first, the live one kept.
+    left = set(first.run("ls /srv/shop/releases").stdout.split())
+    assert left == {_current_release(webs[0]).rsplit("/", 1)[-1], "old-1", "old-2"}, left
     served = node("web3").run("journalctl -u shop --no-pager -o cat | grep -c 'GET /?page='").stdout.strip()
     assert int(served or 0) > 0, "HAProxy sent web3 no request"
