@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEBIAN ?= 13
 export LAB_DEBIAN_VERSION := $(DEBIAN)
 
-.PHONY: help venv engine images secrets lab lab-down lint test test-app bench-app test-control test-molecule
+.PHONY: help venv bench-venv engine images secrets lab lab-down lint test test-app bench-app bench test-control test-molecule
 
 help:
 	@echo "make lab       create the lab (one container per host of inventories/lab) and converge site.yml"
@@ -19,6 +19,7 @@ help:
 	@echo "make test      lint, the app's tests, control-node tests, then every molecule scenario (what CI runs)"
 	@echo "make test-app  the Django app's tests against real MariaDB/memcached/nginx (in a container)"
 	@echo "make bench-app the app's page-caching benchmark; report in app/bench/results/"
+	@echo "make bench     benchmarks and fault injection against the lab (rebuilds it first); bench/results/"
 	@echo "DEBIAN=12      on either, to run the nodes on Debian 12 instead of 13"
 
 venv: $(VENV)/.installed
@@ -26,6 +27,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements/control.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/control.txt
+	touch $@
+
+# The benchmark's plotting library, beside the control node's packages (same versions of what both need).
+bench-venv: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 engine:
@@ -58,6 +66,12 @@ test-app: engine
 
 bench-app: engine
 	scripts/app-test.sh python -m bench.strategies
+
+# Benchmarks and fault injection against the lab (bench/): rebuilds the lab from fresh containers to time a cold
+# converge, then measures it; report and plots in bench/results/. BENCH_ARGS="--only strategies" for one part.
+BENCH_ARGS ?=
+bench: bench-venv images secrets
+	python -m bench $(BENCH_ARGS)
 
 # Control-node tests: no containers (the preflight checks against broken inventories).
 test-control: venv

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks and fault injection against a running lab (see bench/README.md)."""

@@ -1,0 +1,94 @@
+"""`make bench`: python -m bench [--quick] [--only ansible,ceiling,...] [--out bench/results]
+
+Runs against the lab of inventories/lab (`make lab`). The "ansible" part, first, rebuilds that lab from scratch
+to time a cold converge; leave it out (--only) to measure the lab as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .lab import ROOT, Lab, LabError
+from .report import render
+from .scenarios import Bench
+
+PARTS = ("ansible", "ceiling", "strategies", "static", "lb_overhead", "faults")
+
+
+def playbook(name: str, path: str) -> dict:
+    """Time one ansible-playbook run on the lab; how many tasks it changed comes from its recap."""
+    print(f"bench: {name}", file=sys.stderr)
+    started = time.monotonic()
+    result = subprocess.run(["ansible-playbook", path], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
+    return {"name": name, "seconds": seconds, "changed": changed}
+
+
+def ansible() -> list[dict]:
+    """A cold converge of site.yml on fresh containers, then a run with nothing to change. It rebuilds the
+    lab from scratch: the lab is disposable, and every later part then starts from the same state."""
+    playbook("remove the lab", "playbooks/lab-down.yml")
+    playbook("create fresh containers", "playbooks/lab-up.yml")
+    return [playbook("site.yml on fresh containers", "site.yml"),
+            playbook("site.yml again, nothing to change", "site.yml")]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter loads (to try the harness out)")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ", ".join(PARTS))
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args(argv)
+    parts = [p for p in args.only.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    lab = Lab()
+    bench = Bench(lab, users=args.users, quick=args.quick)
+    data = {"environment": {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "kernel": f"{platform.system()} {platform.release()}",
+    }}
+    if "ansible" in parts:
+        data["ansible"] = ansible()
+    print("bench: set-up (users, sessions, catalog URLs)", file=sys.stderr)
+    data["environment"].update(bench.setup())
+    for part in parts:
+        if part == "ansible":
+            continue
+        print(f"bench: {part}", file=sys.stderr)
+        data[part] = getattr(bench, part)()
+        # Keep what was measured so far, should a later part fail.
+        (out / "results.json").write_text(json.dumps(data, indent=1))
+    data["environment"]["duration_s"] = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps(data, indent=1))
+    (out / "REPORT.md").write_text(render(data, out))
+    print(f"bench: report in {out / 'REPORT.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except LabError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,153 @@
+"""The running lab, as the benchmark drives it: its hosts, commands in its containers, the load generator."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "lab-"
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+LOADGEN_IN_CONTAINER = "/tmp/django-stack-loadgen.py"
+MANAGE = ("cd /srv/shop/current && runuser -u shop -- env SHOP_CONFIG=/etc/shop/shop.json "
+          "venv/bin/python manage.py shell -c {}")
+
+
+class LabError(Exception):
+    """The lab is not there or not in the state the benchmark needs."""
+
+
+class Lab:
+    def __init__(self, inventory: Path = ROOT / "inventories" / "lab"):
+        out = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"], check=True,
+                             capture_output=True, text=True).stdout
+        data = json.loads(out)
+        self.groups = {}
+        for name, group in data.items():
+            if isinstance(group, dict) and "hosts" in group:
+                self.groups[name] = group["hosts"]
+        # Parent groups (dbservers) list their children's hosts too.
+        for name, group in data.items():
+            if isinstance(group, dict) and "children" in group and name not in ("all", "lab"):
+                hosts = []
+                for child in group["children"]:
+                    hosts += self.groups.get(child, [])
+                self.groups.setdefault(name, hosts)
+        for group in ("loadbalancers", "webservers", "db_primary", "db_replicas", "cacheservers", "mediaservers"):
+            if not self.groups.get(group):
+                raise LabError(f"the lab inventory has no host in {group}")
+        self.lb = self.groups["loadbalancers"][0]
+        self.web = self.groups["webservers"]
+        self.primary = self.groups["db_primary"][0]
+        self.replicas = self.groups["db_replicas"]
+        self.caches = self.groups["cacheservers"]
+        self.media = self.groups["mediaservers"][0]
+
+    @staticmethod
+    def container(host: str) -> str:
+        return PREFIX + host
+
+    def sh(self, host: str, command: str, *, check: bool = True, input: str | None = None,
+           timeout: float = 300) -> str:
+        result = subprocess.run(["docker", "exec", "-i", self.container(host), "sh", "-c", command], input=input,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise LabError(f"{host}: {command!r} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        return result.stdout
+
+    def running(self, host: str) -> bool:
+        result = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.container(host)],
+                                capture_output=True, text=True)
+        return result.stdout.strip() == "true"
+
+    def django(self, code: str, host: str | None = None) -> str:
+        """Run Python in the app's Django shell on a web node; returns what it printed last (one line)."""
+        out = self.sh(host or self.web[0], MANAGE.format(shlex.quote(code)))
+        return out.strip().splitlines()[-1]
+
+    def python(self, host: str, code: str, *, timeout: float = 120) -> str:
+        return self.sh(host, "python3 -", input=code, timeout=timeout)
+
+    def install_loadgen(self):
+        subprocess.run(["docker", "cp", str(LOADGEN), f"{self.container(self.lb)}:{LOADGEN_IN_CONTAINER}"],
+                       check=True, capture_output=True)
+
+    def start_load(self, spec: dict) -> "Load":
+        """Start the load generator in the load balancer's container; it stops by itself after the duration."""
+        process = subprocess.Popen(
+            ["docker", "exec", "-i", self.container(self.lb), "python3", LOADGEN_IN_CONTAINER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process.stdin.write(json.dumps(spec))
+        process.stdin.close()
+        return Load(process, spec)
+
+    def load(self, spec: dict) -> dict:
+        return self.start_load(spec).result()
+
+    def memcached_stats(self) -> dict[str, dict[str, int]]:
+        code = """
+import json, socket
+s = socket.create_connection(("127.0.0.1", 11211), timeout=5)
+s.sendall(b"stats\\r\\n")
+data = b""
+while not data.endswith(b"END\\r\\n"):
+    data += s.recv(65536)
+stats = {}
+for line in data.decode().splitlines():
+    parts = line.split()
+    if len(parts) == 3 and parts[0] == "STAT":
+        try:
+            stats[parts[1]] = int(parts[2])
+        except ValueError:
+            pass
+print(json.dumps(stats))
+"""
+        return {host: json.loads(self.python(host, code)) for host in self.caches}
+
+    def memcached_flush(self):
+        code = """
+import socket
+s = socket.create_connection(("127.0.0.1", 11211), timeout=5)
+s.sendall(b"flush_all\\r\\n")
+assert s.recv(100).startswith(b"OK")
+"""
+        for host in self.caches:
+            self.python(host, code)
+
+    def wait_http(self, host: str, port: int, path: str, *, timeout: float = 90, tls: bool = False):
+        """Wait (bounded) until a URL answers 200 from the load balancer's container."""
+        code = f"""
+import http.client, ssl, sys, time
+end = time.monotonic() + {timeout}
+while time.monotonic() < end:
+    try:
+        if {tls!r}:
+            c = http.client.HTTPSConnection({host!r}, {port}, timeout=3, context=ssl._create_unverified_context())
+        else:
+            c = http.client.HTTPConnection({host!r}, {port}, timeout=3)
+        c.request("GET", {path!r}, headers={{"Host": "localhost", "X-Forwarded-Proto": "https"}})
+        if c.getresponse().status == 200:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+"""
+        self.sh(self.lb, "python3 -", input=code, timeout=timeout + 30)
+
+
+class Load:
+    def __init__(self, process: subprocess.Popen, spec: dict):
+        self.process = process
+        self.spec = spec
+        self.started = time.time()
+
+    def result(self) -> dict:
+        deadline = float(self.spec.get("duration", 10)) + float(self.spec.get("timeout", 10)) + 60
+        out, err = self.process.communicate(timeout=deadline)
+        if self.process.returncode != 0:
+            raise LabError(f"the load generator failed: {err.strip()[-2000:]}")
+        return json.loads(out)

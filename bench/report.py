@@ -1,0 +1,247 @@
+"""bench/results/REPORT.md and its plots, from the figures `make bench` measured."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def ms(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def kib(value: int) -> str:
+    return f"{value / 1024:,.0f} KiB"
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
+
+
+def plot_strategies(figures: dict, out: Path) -> str:
+    names = list(figures)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(names, [figures[n]["rps"] for n in names], color="#4878a8")
+    left.set_title("Throughput (requests/s, higher is better)")
+    p50 = [figures[n]["p50_ms"] for n in names]
+    p99 = [figures[n]["p99_ms"] for n in names]
+    x = range(len(names))
+    right.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#4878a8")
+    right.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#d08040")
+    right.set_xticks(list(x), names)
+    right.set_yscale("log")
+    right.set_title("Latency (ms, log scale, lower is better)")
+    right.legend()
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    name = "strategies.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plot_static(static: dict, out: Path) -> str:
+    cases = static["cases"]
+    names = list(cases)
+    fig, axis = plt.subplots(figsize=(8, 3.6))
+    axis.barh(names, [cases[n]["rps"] for n in names], color=["#4878a8", "#70a070"] * 2)
+    axis.set_xlabel("requests/s (16 connections)")
+    axis.set_title("Static files: uWSGI offload threads vs nginx")
+    fig.tight_layout()
+    name = "static.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plot_fault(fault: dict, out: Path) -> str:
+    fig, axis = plt.subplots(figsize=(10, 3.8))
+    good = [(t, lat * 1000) for t, lat, status in fault["series"] if 200 <= status < 400]
+    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in fault["series"] if not 200 <= status < 400]
+    if good:
+        axis.scatter(*zip(*good), s=3, alpha=0.35, color="#4878a8", label="request")
+    if bad:
+        axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed request")
+    if fault["rolling_p50"]:
+        axis.plot(*zip(*fault["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+    axis.axvspan(fault["inject_at"], fault["heal_at"], color="#f0c040", alpha=0.25, label="fault")
+    axis.set_yscale("log")
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(fault["name"])
+    axis.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    name = f"fault-{slug(fault['name'])}.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def render(data: dict, out: Path) -> str:
+    env = data["environment"]
+    lines = [
+        "# Benchmarks and fault injection",
+        "",
+        f"Run {env['date']} by `make bench`{' --quick (short loads)' if env.get('quick') else ''}, in "
+        f"{env['duration_s'] / 60:.0f} minutes. Machine: {env['cpus']} CPUs, {env['memory_gib']:.0f} GiB, "
+        f"{env['kernel']}. The lab: {env['web_nodes']} web nodes (uWSGI {env['uwsgi_processes']} processes × "
+        f"{env['uwsgi_threads']} threads each), {env['replicas']} read replicas, {env['cache_nodes']} memcached "
+        f"nodes, Debian {env['nodes_debian']} containers all sharing this machine's CPUs, release "
+        f"`{env['release']}`.",
+        "",
+        "Every figure comes from one run; compare the rows of a table (measured side by side, interleaved), "
+        "not absolute numbers across machines. The load generator (`bench/loadgen.py`) runs in the load "
+        "balancer's container and competes with the stack for the same CPUs.",
+        "",
+    ]
+    ceiling = data.get("ceiling")
+    if ceiling:
+        lines += [
+            "## The load generator's ceiling",
+            "",
+            f"A response HAProxy makes itself (the plain-HTTP redirect): **{ceiling['rps']:,.0f} requests/s**, "
+            f"p50 {ms(ceiling['p50_ms'])} ms with 16 connections. Every figure below is well under it unless "
+            "noted, so the generator is not what limits them.",
+            "",
+        ]
+    strategies = data.get("strategies")
+    if strategies:
+        image = plot_strategies(strategies, out)
+        lines += [
+            "## Page caching strategies (the same catalog page through HAProxy)",
+            "",
+            f"Logged-in users ({env['users']}, a session each) take turns; whole-page `cache_page` and "
+            "\"two-pass (anonymous)\" carry no cookie. 8 connections, interleaved rounds. Cache memory: "
+            "memcached's `bytes` on all nodes after each of the users fetched the page once from an empty cache, "
+            "minus the uncached run (sessions, users and data cache that every strategy needs).",
+            "",
+            "| strategy | requests/s | p50 ms | p90 ms | p99 ms | failed | cache memory over baseline |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, f in strategies.items():
+            memory = kib(f["cache_bytes_over_baseline"]) if "cache_bytes_over_baseline" in f else "–"
+            lines.append(f"| {name} | {f['rps']:,.0f} | {ms(f['p50_ms'])} | {ms(f['p90_ms'])} | {ms(f['p99_ms'])} "
+                         f"| {f['failed']} | {memory} |")
+        tp, un, wp = strategies["two-pass"], strategies["uncached"], strategies["whole-page"]
+        tpa = strategies["two-pass (anonymous)"]
+        lines += [
+            "",
+            f"- two-pass vs uncached: **{tp['rps'] / un['rps']:.1f}×** the throughput "
+            f"(p50 {ms(un['p50_ms'])} → {ms(tp['p50_ms'])} ms).",
+            f"- whole-page `cache_page` vs two-pass: {wp['rps'] / tp['rps']:.2f}× the throughput for logged-in "
+            f"users, {wp['rps'] / tpa['rps']:.2f}× for anonymous ones (the same requests: no cookie).",
+            f"- cache memory for {env['users']} users: two-pass {kib(tp['cache_bytes_over_baseline'])}, per-user "
+            f"{kib(strategies['per-user']['cache_bytes_over_baseline'])}.",
+            "",
+            f"![strategies]({image})",
+            "",
+        ]
+    static = data.get("static")
+    if static:
+        image = plot_static(static, out)
+        cases = static["cases"]
+        lines += [
+            "## Static files",
+            "",
+            f"The same hashed files ({static['sizes']['small']:,} and {static['sizes']['large']:,} bytes, no "
+            "compression asked) from a web node's uWSGI offload threads and from nginx on the media node (a "
+            "container of the same kind), 16 connections, interleaved, straight from the load balancer's "
+            "container.",
+            "",
+            "| case | requests/s | p50 ms | p99 ms | failed |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, f in cases.items():
+            lines.append(f"| {name} | {f['rps']:,.0f} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} | {f['failed']} |")
+        busy = static["busy"]
+        lines += [
+            "",
+            f"Every worker thread of one web node busy ({busy['slots']} slow requests of 4 s at once) — static "
+            "files keep flowing through the offload threads while a page has to wait for a worker:",
+            "",
+            "| on that node | idle: requests/s | idle: p50 ms | busy: requests/s | busy: p50 ms | busy: failed |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| static file | {busy['static_idle']['rps']:,.0f} | {ms(busy['static_idle']['p50_ms'])} | "
+            f"{busy['static_busy']['rps']:,.0f} | {ms(busy['static_busy']['p50_ms'])} | {busy['static_busy']['failed']} |",
+            f"| page | {busy['page_idle']['rps']:,.0f} | {ms(busy['page_idle']['p50_ms'])} | "
+            f"{busy['page_busy']['rps']:,.0f} | {ms(busy['page_busy']['p50_ms'])} | {busy['page_busy']['failed']} |",
+            "",
+            f"![static]({image})",
+            "",
+        ]
+    overhead = data.get("lb_overhead")
+    if overhead:
+        names = list(overhead)
+        a, b = overhead[names[0]], overhead[names[1]]
+        lines += [
+            "## Load balancer overhead",
+            "",
+            "A category page for logged-in users, 4 connections (neither side saturated), interleaved.",
+            "",
+            "| path | requests/s | p50 ms | p90 ms | p99 ms | failed |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, f in overhead.items():
+            lines.append(f"| {name} | {f['rps']:,.0f} | {ms(f['p50_ms'])} | {ms(f['p90_ms'])} | {ms(f['p99_ms'])} "
+                         f"| {f['failed']} |")
+        lines += ["", f"HAProxy with TLS adds {a['p50_ms'] - b['p50_ms']:.2f} ms at p50 "
+                  f"({a['p50_ms'] / b['p50_ms']:.2f}×).", ""]
+    ansible = data.get("ansible")
+    if ansible:
+        lines += ["## Ansible", "", "| run | time | changed |", "|---|---:|---:|"]
+        for row in ansible:
+            lines.append(f"| {row['name']} | {row['seconds'] / 60:.1f} min | {row['changed']} |")
+        lines.append("")
+    faults = data.get("faults")
+    if faults:
+        lines += [
+            "## Fault injection under load",
+            "",
+            "40 requests/s (open loop: a stalled request counts from when it should have started) for about 32 s: "
+            "category pages, product pages and the uncached page (which reads a replica on every request), half "
+            "from logged-in users. The fault starts at 10 s and is healed at 20 s. Failed: a connection error, a "
+            "timeout or a status of 400 or more. Recovery: from the fault until the p50 of a 1 s window is back "
+            "within 1.2× of before and stays there 2 s.",
+            "",
+            "| fault | failed | p50 before | p50 during | p99 during | p50 after | recovered in |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        images = []
+        for fault in faults:
+            recover = "never" if fault["recover_s"] is None else f"{fault['recover_s']:.1f} s"
+            lines.append(f"| {fault['name']} | {fault['all']['failed']} of {fault['all']['requests']} | "
+                         f"{ms(fault['before']['p50_ms'])} ms | {ms(fault['during']['p50_ms'])} ms | "
+                         f"{ms(fault['during']['p99_ms'])} ms | {ms(fault['after']['p50_ms'])} ms | {recover} |")
+            images.append(plot_fault(fault, out))
+        failed = sum(f["all"]["failed"] for f in faults)
+        lines += [
+            "",
+            "| target | measured | met |",
+            "|---|---:|:---:|",
+            f"| no failed read in any fault | {failed} failed | {'yes' if failed == 0 else 'no'} |",
+        ]
+        for fault in faults:
+            if fault["name"].startswith("replica"):
+                recover = fault["recover_s"]
+                met = recover is not None and recover < 5
+                lines.append(f"| {fault['name']}: p50 within 1.2× of before in under 5 s | "
+                             f"{'never' if recover is None else f'{recover:.1f} s'} | {'yes' if met else 'no'} |")
+        lines.append("")
+        for image in images:
+            lines += [f"![{image}]({image})", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        "make lab      # the lab, with the benchmark's pages on (inventories/lab)",
+        "make bench    # this report, in bench/results/",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

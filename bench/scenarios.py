@@ -1,0 +1,301 @@
+"""What `make bench` measures. Each function runs one part against the lab and returns plain data for the report.
+
+All load comes from the load generator in the load balancer's container and goes to 127.0.0.1 there or to the
+lab's own containers; every load has a duration and stops by itself, and every fault is healed by the same
+function that caused it (also when the run is interrupted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from .lab import Lab, LabError
+from .stats import rolling_p50, summary, time_to_recover
+
+HOST = "localhost"
+STRATEGIES = {
+    "uncached": "/bench/uncached/",
+    "two-pass": "/bench/two-pass/",
+    "per-user": "/bench/per-user/",
+    "whole-page": "/bench/whole-page/",
+}
+
+SETUP = """
+import json, secrets
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from catalog.models import Category, Product
+User = get_user_model()
+N = %(users)d
+# Users without a usable password (nobody logs in as them) and a session each, made here instead of through
+# the login form: a thousand password hashes would cost minutes of CPU and measure nothing of interest.
+User.objects.bulk_create([User(username=f"bench{i:05d}", password="!") for i in range(N)], ignore_conflicts=True)
+users = list(User.objects.using("default").filter(username__startswith="bench").order_by("username")[:N])
+engine = import_module(settings.SESSION_ENGINE)
+cookies = []
+for user in users:
+    session = engine.SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    cookies.append(f"{settings.SESSION_COOKIE_NAME}={session.session_key}; "
+                   f"{settings.CSRF_COOKIE_NAME}={secrets.token_hex(16)}")
+products = [p.get_absolute_url() for p in Product.objects.using("default").order_by("pk")[:%(products)d]]
+categories = [c.get_absolute_url() for c in Category.objects.using("default").order_by("pk")]
+print(json.dumps({"cookies": cookies, "products": products, "categories": categories}))
+"""
+
+
+class Bench:
+    def __init__(self, lab: Lab, *, users: int = 1000, quick: bool = False):
+        self.lab = lab
+        self.users = users
+        # --quick: shorter loads, for trying the harness out; the report says so.
+        self.scale = 0.4 if quick else 1.0
+        self.web = lab.web[0]
+
+    def seconds(self, value: float) -> float:
+        return max(2.0, value * self.scale)
+
+    # Targets, as seen from the load balancer's container.
+    def via_lb(self, path: str, **extra) -> dict:
+        return {"host": "127.0.0.1", "port": 443, "tls": True, "path": path, **extra}
+
+    def direct(self, host: str, path: str, port: int = 8000, **extra) -> dict:
+        # HAProxy adds X-Forwarded-Proto; straight to a web node the benchmark adds it, as HAProxy would.
+        return {"host": host, "port": port, "tls": False, "path": path,
+                "headers": {"X-Forwarded-Proto": "https"}, **extra}
+
+    def spec(self, targets, *, users=None, connections=8, duration=5.0, rate=0, **extra) -> dict:
+        return {"targets": targets, "users": users or [""], "connections": connections, "duration": duration,
+                "rate": rate, "host_header": HOST, "timeout": 10, **extra}
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+    def setup(self) -> dict:
+        for host in [self.lab.lb, *self.lab.web, *self.lab.caches, self.lab.primary, *self.lab.replicas]:
+            if not self.lab.running(host):
+                raise LabError(f"{Lab.container(host)} is not running: start the lab with `make lab`")
+        self.lab.install_loadgen()
+        probe = self.lab.load(self.spec([self.via_lb("/bench/slow/?ms=0")], connections=1, duration=2, requests=1))
+        status = probe["records"][0][2] if probe["records"] else 0
+        if status != 200:
+            raise LabError(f"/bench/slow/ answered {status} through the load balancer: the benchmark's pages are "
+                           "off (shop_web_bench_urls: true in the lab's group_vars, then `make lab`)")
+        data = json.loads(self.lab.django(SETUP % {"users": self.users, "products": 2000}))
+        self.cookies = data["cookies"]
+        self.products = data["products"]
+        self.categories = data["categories"]
+        uwsgi = self.lab.sh(self.web, "cat /etc/shop/uwsgi.ini")
+        self.processes = int(re.search(r"^processes\s*=\s*(\d+)", uwsgi, re.M).group(1))
+        self.threads = int(re.search(r"^threads\s*=\s*(\d+)", uwsgi, re.M).group(1))
+        manifest = json.loads(self.lab.sh(self.web, "cat /srv/shop/current/static/staticfiles.json"))
+        self.static_small = "/static/" + manifest["paths"]["shop/site.css"]
+        self.static_large = "/static/" + manifest["paths"]["admin/css/base.css"]
+        return {
+            "users": len(self.cookies),
+            "uwsgi_processes": self.processes,
+            "uwsgi_threads": self.threads,
+            "release": self.lab.sh(self.web, "readlink /srv/shop/current").strip().rsplit("/", 1)[-1],
+            "nodes_debian": self.lab.sh(self.web, "cat /etc/debian_version").strip(),
+            "web_nodes": len(self.lab.web),
+            "replicas": len(self.lab.replicas),
+            "cache_nodes": len(self.lab.caches),
+        }
+
+    # --- the load generator's own ceiling ----------------------------------------------------------------------
+    def ceiling(self) -> dict:
+        # A response HAProxy makes itself (the redirect to HTTPS): no TLS, no backend. What the generator reaches
+        # here bounds every other figure of this run.
+        plain = self.lab.load(self.spec([{"host": "127.0.0.1", "port": 80, "tls": False, "path": "/"}],
+                                        connections=16, duration=self.seconds(5)))
+        return summary(plain["records"])
+
+    # --- page strategies ----------------------------------------------------------------------------------------
+    def strategies(self, rounds: int = 3) -> dict:
+        logged_in = self.cookies
+        rows = {name: [] for name in [*STRATEGIES, "two-pass (anonymous)"]}
+        # Warm every strategy's cache, then interleave short runs so drift hits all of them alike.
+        for name, path in STRATEGIES.items():
+            self.lab.load(self.spec([self.via_lb(path)], users=logged_in if name != "whole-page" else None,
+                                    connections=8, duration=self.seconds(3)))
+        for _ in range(rounds):
+            for name in rows:
+                path = STRATEGIES.get(name, STRATEGIES["two-pass"])
+                users = logged_in if name in ("uncached", "two-pass", "per-user") else None
+                result = self.lab.load(self.spec([self.via_lb(path)], users=users, connections=8,
+                                                 duration=self.seconds(4)))
+                rows[name].extend(result["records"])
+        figures = {name: summary(records) for name, records in rows.items()}
+        # Throughput over the rounds is requests / time under load.
+        for name, records in rows.items():
+            figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
+
+        # Cache memory after every user fetched the page once, from an empty cache.
+        memory = {}
+        for name, path in STRATEGIES.items():
+            self.lab.memcached_flush()
+            time.sleep(1.1)  # flush_all marks items older than "now" (one-second resolution).
+            users = logged_in if name != "whole-page" else [""] * len(logged_in)
+            self.lab.load(self.spec([self.via_lb(path)], users=users, connections=8, duration=120,
+                                    requests=len(users)))
+            memory[name] = sum(s["bytes"] for s in self.lab.memcached_stats().values())
+        baseline = memory["uncached"]
+        for name in STRATEGIES:
+            figures[name]["cache_bytes"] = memory[name]
+            figures[name]["cache_bytes_over_baseline"] = memory[name] - baseline
+        return figures
+
+    # --- static files -------------------------------------------------------------------------------------------
+    def static(self, rounds: int = 2) -> dict:
+        media = self.lab.media
+        # The same file on the media server's nginx (a node of the same kind), beside the web node's copy.
+        for path in (self.static_small, self.static_large):
+            content = subprocess.run(["docker", "exec", Lab.container(self.web), "cat", "/srv/shop/current" + path],
+                                     check=True, capture_output=True).stdout
+            target = "/srv/media/bench-static" + path
+            subprocess.run(["docker", "exec", "-i", Lab.container(media), "sh", "-c",
+                            f"mkdir -p $(dirname {target}) && cat > {target} && chmod 644 {target}"],
+                           input=content, check=True, capture_output=True)
+        cases = {
+            "small, uWSGI offload": self.direct(self.web, self.static_small),
+            "small, nginx": {"host": media, "port": 80, "tls": False, "path": "/media/bench-static" + self.static_small},
+            "large, uWSGI offload": self.direct(self.web, self.static_large),
+            "large, nginx": {"host": media, "port": 80, "tls": False, "path": "/media/bench-static" + self.static_large},
+        }
+        rows = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, target in cases.items():
+                rows[name].extend(self.lab.load(self.spec([target], connections=16,
+                                                          duration=self.seconds(4)))["records"])
+        figures = {name: summary(records) for name, records in rows.items()}
+        for name, records in rows.items():
+            figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
+        sizes = {"small": len(self.lab.sh(self.web, f"cat /srv/shop/current{self.static_small}")),
+                 "large": len(self.lab.sh(self.web, f"cat /srv/shop/current{self.static_large}"))}
+
+        # Every worker thread of one web node busy with a slow request: static files keep flowing (offload
+        # threads), while a page waits for a free worker.
+        slots = self.processes * self.threads
+        busy_for = self.seconds(10)
+        slow = self.lab.start_load(self.spec([self.direct(self.web, "/bench/slow/?ms=4000")], connections=slots,
+                                             duration=busy_for, timeout=20))
+        time.sleep(2)
+        during = self.lab.load(self.spec([self.direct(self.web, self.static_small), self.direct(self.web, "/")],
+                                         connections=8, duration=self.seconds(5)))
+        slow_result = slow.result()
+        idle = self.lab.load(self.spec([self.direct(self.web, self.static_small), self.direct(self.web, "/")],
+                                       connections=8, duration=self.seconds(5)))
+        busy = {
+            "slots": slots,
+            "slow_requests": summary(slow_result["records"]),
+            "static_busy": summary(during["records"], target=0),
+            "page_busy": summary(during["records"], target=1),
+            "static_idle": summary(idle["records"], target=0),
+            "page_idle": summary(idle["records"], target=1),
+        }
+        self.lab.sh(media, "rm -rf /srv/media/bench-static")
+        return {"cases": figures, "sizes": sizes, "busy": busy}
+
+    # --- load balancer overhead ---------------------------------------------------------------------------------
+    def lb_overhead(self, rounds: int = 3) -> dict:
+        path = self.categories[1]
+        cases = {"through HAProxy (TLS)": self.via_lb(path), "straight to one web node": self.direct(self.web, path)}
+        rows = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, target in cases.items():
+                rows[name].extend(self.lab.load(self.spec([target], users=self.cookies, connections=4,
+                                                          duration=self.seconds(4)))["records"])
+        figures = {name: summary(records) for name, records in rows.items()}
+        for name, records in rows.items():
+            figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
+        return figures
+
+    # --- fault injection ----------------------------------------------------------------------------------------
+    def mixed_targets(self) -> list[dict]:
+        """The fault runs' traffic: cached pages, product pages and the uncached page (which always reads a
+        replica), from logged-in and anonymous users alike."""
+        targets = []
+        for path in self.categories[:20]:
+            targets.append(self.via_lb(path, weight=2))
+        for path in self.products[:400]:
+            targets.append(self.via_lb(path, weight=0.1))
+        targets.append(self.via_lb(STRATEGIES["uncached"], weight=8))
+        return targets
+
+    def fault(self, name: str, inject, heal, *, before=10.0, during=10.0, after=12.0, rate=40) -> dict:
+        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        duration = before + during + after
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32,
+                                             duration=duration, rate=rate, timeout=15))
+        started = time.monotonic()
+        time.sleep(before)
+        inject_at = time.monotonic() - started
+        try:
+            inject()
+            time.sleep(max(0.0, before + during - (time.monotonic() - started)))
+        finally:
+            heal_at = time.monotonic() - started
+            heal()
+        result = load.result()
+        records = result["records"]
+        # Clocks: the generator's t=0 is a little after `started` (docker exec); align on the process start.
+        offset = result["started"] - load.started
+        inject_at -= offset
+        heal_at -= offset
+        base = summary(records, 2.0, inject_at)
+        return {
+            "name": name,
+            "inject_at": inject_at,
+            "heal_at": heal_at,
+            "before": base,
+            "during": summary(records, inject_at, heal_at),
+            "after": summary(records, heal_at + 2.0),
+            "all": summary(records),
+            "recover_s": time_to_recover(records, inject_at, base["p50_ms"]),
+            "series": [[r[0], r[1], r[2]] for r in records],
+            "rolling_p50": rolling_p50(records),
+        }
+
+    def systemctl(self, host: str, action: str, unit: str):
+        return lambda: self.lab.sh(host, f"systemctl {action} {unit}")
+
+    def faults(self) -> list[dict]:
+        replica = self.lab.replicas[0]
+        web = self.lab.web[-1]
+        cache = self.lab.caches[0]
+        results = []
+        results.append(self.fault(f"replica {replica} stopped", self.systemctl(replica, "stop", "mariadb"),
+                                  self.systemctl(replica, "start", "mariadb")))
+        self.settle()
+        blackhole = ("nft add table inet benchfault && nft 'add chain inet benchfault input "
+                     "{ type filter hook input priority -10 ; }' && nft add rule inet benchfault input "
+                     "tcp dport 3306 drop")
+        results.append(self.fault(
+            f"replica {replica} blackholed (its packets dropped)",
+            lambda: self.lab.sh(replica, blackhole),
+            lambda: self.lab.sh(replica, "nft delete table inet benchfault", check=False)))
+        self.settle()
+        results.append(self.fault(
+            f"web node {web} killed",
+            lambda: subprocess.run(["docker", "kill", Lab.container(web)], check=True, capture_output=True),
+            lambda: self.restart_web(web)))
+        self.settle()
+        results.append(self.fault(f"memcached on {cache} stopped", self.systemctl(cache, "stop", "memcached"),
+                                  self.systemctl(cache, "start", "memcached")))
+        self.settle()
+        return results
+
+    def restart_web(self, web: str):
+        subprocess.run(["docker", "start", Lab.container(web)], check=True, capture_output=True)
+
+    def settle(self):
+        """Between faults: every web node healthy again and the cool-downs of the last fault over."""
+        for web in self.lab.web:
+            self.lab.wait_http(web, 8000, "/healthz", timeout=120)
+        self.lab.sh(self.lab.lb, "true")
+        time.sleep(5)

@@ -1,0 +1,64 @@
+"""Figures from the load generator's records: [start_s, latency_s, status, user, target]."""
+
+from __future__ import annotations
+
+
+def ok(status: int) -> bool:
+    """A request succeeded: an answer below 400 (redirects included). 0 is a connection failure or a timeout."""
+    return 200 <= status < 400
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(records, start: float = 0.0, end: float = float("inf"), *, target: int | None = None) -> dict:
+    """Requests started in [start, end): count, throughput, failures and latency percentiles in ms."""
+    chosen = [r for r in records if start <= r[0] < end and (target is None or r[4] == target)]
+    latencies = [r[1] for r in chosen if ok(r[2])]
+    span = (min(end, max((r[0] + r[1] for r in chosen), default=start)) - start) if chosen else 0
+    statuses: dict[int, int] = {}
+    for r in chosen:
+        statuses[r[2]] = statuses.get(r[2], 0) + 1
+    return {
+        "requests": len(chosen),
+        "rps": len(chosen) / span if span > 0 else 0.0,
+        "failed": sum(1 for r in chosen if not ok(r[2])),
+        "statuses": statuses,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p90_ms": percentile(latencies, 90) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
+    }
+
+
+def rolling_p50(records, window: float = 1.0, step: float = 0.25) -> list[tuple[float, float]]:
+    """(time, p50 ms) of the requests started in the window ending at each step."""
+    if not records:
+        return []
+    end = max(r[0] for r in records)
+    points = []
+    t = window
+    while t <= end + step:
+        latencies = [r[1] for r in records if t - window <= r[0] < t]
+        if latencies:
+            points.append((t, percentile(latencies, 50) * 1000))
+        t += step
+    return points
+
+
+def time_to_recover(records, fault_at: float, baseline_p50_ms: float, *, factor: float = 1.2,
+                    hold: float = 2.0) -> float | None:
+    """Seconds from the fault until the rolling p50 is within ``factor`` of the baseline and stays so for
+    ``hold`` seconds; None if it never does within the run."""
+    points = [(t, p) for t, p in rolling_p50(records) if t >= fault_at]
+    for i, (t, _) in enumerate(points):
+        later = [p for u, p in points[i:] if u < t + hold]
+        if later and all(p <= baseline_p50_ms * factor for p in later) and points[-1][0] >= t + hold - 0.25:
+            # The window [t - 1, t) is the first good one: recovered when it began.
+            return max(0.0, t - 1.0 - fault_at)
+    return None
