@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .lab import ROOT, Lab, LabError
+from .lab import ROOT, Lab, LabError, tool
 from .report import render
 from .scenarios import Bench
 
@@ -27,7 +27,7 @@ def playbook(name: str, path: str) -> dict:
     """Time one ansible-playbook run on the lab; how many tasks it changed comes from its recap."""
     print(f"bench: {name}", file=sys.stderr)
     started = time.monotonic()
-    result = subprocess.run(["ansible-playbook", path], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([tool("ansible-playbook"), path], cwd=ROOT, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "lab-"
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
-LOADGEN_IN_CONTAINER = "/tmp/django-stack-loadgen.py"
+LOADGEN_IN_CONTAINER = "/var/tmp/django-stack-loadgen.py"
 MANAGE = ("cd /srv/shop/current && runuser -u shop -- env SHOP_CONFIG=/etc/shop/shop.json "
           "venv/bin/python manage.py shell -c {}")
+
+
+def tool(name: str) -> str:
+    """An Ansible command from this interpreter's virtualenv (make's PATH has it; a bare `python -m` may not)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
 class LabError(Exception):
@@ -22,7 +30,7 @@ class LabError(Exception):
 
 class Lab:
     def __init__(self, inventory: Path = ROOT / "inventories" / "lab"):
-        out = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"], check=True,
+        out = subprocess.run([tool("ansible-inventory"), "-i", str(inventory), "--list"], check=True,
                              capture_output=True, text=True).stdout
         data = json.loads(out)
         self.groups = {}
@@ -53,14 +61,14 @@ class Lab:
     def sh(self, host: str, command: str, *, check: bool = True, input: str | None = None,
            timeout: float = 300) -> str:
         result = subprocess.run(["docker", "exec", "-i", self.container(host), "sh", "-c", command], input=input,
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise LabError(f"{host}: {command!r} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
         return result.stdout
 
     def running(self, host: str) -> bool:
         result = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.container(host)],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         return result.stdout.strip() == "true"
 
     def django(self, code: str, host: str | None = None) -> str:
@@ -72,16 +80,16 @@ class Lab:
         return self.sh(host, "python3 -", input=code, timeout=timeout)
 
     def install_loadgen(self):
-        subprocess.run(["docker", "cp", str(LOADGEN), f"{self.container(self.lb)}:{LOADGEN_IN_CONTAINER}"],
-                       check=True, capture_output=True)
+        self.sh(self.lb, f"cat > {LOADGEN_IN_CONTAINER}", input=LOADGEN.read_text())
 
-    def start_load(self, spec: dict) -> "Load":
+    def start_load(self, spec: dict) -> Load:
         """Start the load generator in the load balancer's container; it stops by itself after the duration."""
         process = subprocess.Popen(
             ["docker", "exec", "-i", self.container(self.lb), "python3", LOADGEN_IN_CONTAINER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         process.stdin.write(json.dumps(spec))
         process.stdin.close()
+        process.stdin = None  # communicate() must not flush it again
         return Load(process, spec)
 
     def load(self, spec: dict) -> dict:

@@ -4,7 +4,8 @@
 127.0.0.1 (and, for comparison, a web node or the media server) without passing through docker's port
 forwarding. It reads a JSON spec on stdin and writes one JSON document on stdout:
 
-    {"started": <unix time>, "records": [[start_s, latency_s, status, user_index, target_index], ...]}
+    {"started": <unix time>, "records": [[start_s, latency_s, status, user_index, target_index], ...],
+     "errors": {"<exception> (new|reused connection)": count, ...}}   (status 0 in the records)
 
 Spec keys:
     targets       [{"host", "port", "tls", "path", "method"?, "headers"?, "body"?, "weight"?}, ...]
@@ -54,11 +55,24 @@ class Connection:
         self.reader = self.writer = None
 
     async def request(self, raw: bytes) -> int:
-        if self.writer is None:
+        reused = self.writer is not None
+        if not reused:
             await self.open()
-        self.writer.write(raw)
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            self.writer.write(raw)
+            await self.writer.drain()
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            # A server may close an idle keep-alive connection without saying so (uWSGI's http-socket does after
+            # each response). Nothing of the answer arrived: send it again on a new connection, once, as browsers
+            # do; a new connection that fails is a failure.
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self.close()
+            await self.open()
+            self.writer.write(raw)
+            await self.writer.drain()
+            head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = {}
@@ -108,6 +122,7 @@ async def run(spec) -> dict:
     limit = int(spec.get("requests", 0)) or None
     rng = random.Random(spec.get("seed", 1))
     records = []
+    errors: dict[str, int] = {}
     started_wall = time.time()
     t0 = time.monotonic()
     end = t0 + duration
@@ -137,19 +152,22 @@ async def run(spec) -> dict:
                 break
             start = scheduled if scheduled is not None else time.monotonic()
             conn = pools.setdefault(target_index, Connection(targets[target_index], timeout))
+            fresh = conn.writer is None
             raw = build_request(targets[target_index], users[user], host_header)
             try:
                 status = await asyncio.wait_for(conn.request(raw), timeout)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 conn.close()
                 status = 0
+                kind = f"{type(exc).__name__} ({'new' if fresh else 'reused'} connection)"
+                errors[kind] = errors.get(kind, 0) + 1
             records.append([round(start - t0, 6), round(time.monotonic() - start, 6), status, user, target_index])
         for conn in pools.values():
             conn.close()
 
     await asyncio.gather(*(worker() for _ in range(connections)))
     records.sort()
-    return {"started": started_wall, "duration": duration, "records": records}
+    return {"started": started_wall, "duration": duration, "records": records, "errors": errors}
 
 
 def main() -> int:

@@ -3,7 +3,8 @@
 Aliases: ``default`` is the primary; ``replica_1`` … ``replica_N`` are its read replicas. Each replica alias
 fails over to the next replicas in turn (replica_2 tries replica_3, then replica_1, …) and finally to the
 primary, so the load of a dead replica spreads evenly instead of landing on one neighbour. The primary alias
-has no fallback: writes go to the primary or nowhere.
+has no fallback: writes go to the primary or nowhere. Replicas read with a shorter timeout
+(``replica_read_timeout``): a replica that stops answering is failed over instead of holding the request.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def build(db, *, engine: str = ENGINE) -> dict:
         in_turn = replicas[i:] + replicas[:i]
         databases[replica_alias(i)] = {
             **common,
+            "OPTIONS": {**common["OPTIONS"], "read_timeout": db.replica_read_timeout,
+                        "write_timeout": db.replica_read_timeout},
             **replica,
             "REPLICA_OF": PRIMARY_ALIAS,
             "FAILOVER": [*in_turn, primary],

@@ -7,12 +7,11 @@ config file.
 
 import time
 
+from catalog import views
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import include, path
 from django.views.decorators.cache import cache_page
 from django.views.decorators.vary import vary_on_cookie
-
-from catalog import views
 
 single_pass = views.SinglePassCatalogView.as_view()
 

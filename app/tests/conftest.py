@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -122,7 +123,8 @@ def logged_in(make_user, replicated):
 
 
 @contextmanager
-def swapped_databases(replicas: list[DatabaseHost], *, cooldown: int | None = None, connect_timeout: int | None = None):
+def swapped_databases(replicas: list[DatabaseHost], *, cooldown: int | None = None, connect_timeout: int | None = None,
+                      replica_read_timeout: int | None = None):
     """Run with other replicas (and failover settings) than the configured ones."""
     db = settings.CONFIG.database
     db = dataclasses.replace(
@@ -130,6 +132,7 @@ def swapped_databases(replicas: list[DatabaseHost], *, cooldown: int | None = No
         replicas=tuple(replicas),
         down_cooldown=db.down_cooldown if cooldown is None else cooldown,
         connect_timeout=db.connect_timeout if connect_timeout is None else connect_timeout,
+        replica_read_timeout=db.replica_read_timeout if replica_read_timeout is None else replica_read_timeout,
     )
     new = build(db)
     connections.close_all()
@@ -188,6 +191,79 @@ def tarpit():
     for conn in accepted:
         conn.close()
     listener.close()
+
+
+class FreezableProxy:
+    """A TCP relay on loopback to a real server that can be frozen: after ``freeze()`` it passes no byte either
+    way and answers no new connection, like a host whose packets are dropped (nothing is refused)."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.frozen = threading.Event()
+        self.stopped = threading.Event()
+        self.sockets = []
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def freeze(self):
+        self.frozen.set()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                client = self.listener.accept()[0]
+            except OSError:
+                continue
+            self.sockets.append(client)
+            if self.frozen.is_set():
+                continue  # held open, never answered
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets.append(upstream)
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _pump(self, src, dst):
+        src.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            while self.frozen.is_set() and not self.stopped.is_set():
+                time.sleep(0.05)  # swallowed: the peer waits for an answer that never comes
+            if self.frozen.is_set():
+                return
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(2)
+        for sock in self.sockets:
+            sock.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def freezable(replica_server):
+    proxy = FreezableProxy(replica_server.port)
+    yield proxy
+    proxy.close()
 
 
 @contextmanager

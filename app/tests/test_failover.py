@@ -1,6 +1,7 @@
 """The failover backend against real failures: a refused port, a tarpit, and a real replica and primary."""
 
 import logging
+import threading
 import time
 
 import pytest
@@ -28,13 +29,16 @@ def connect(alias):
 def test_replicas_fail_over_in_turn_and_then_to_the_primary():
     a, b, c, p = (host(1001), host(1002, user="other", password="pw2"), host(1003), host(9999))
     db = DatabaseConfig(name="shop", primary=p, replicas=(a, b, c), connect_timeout=2, read_timeout=30,
-                        down_cooldown=30, conn_max_age=0)
+                        replica_read_timeout=5, down_cooldown=30, conn_max_age=0)
     databases = build(db)
     ports = {alias: [t["PORT"] for t in conf["FAILOVER"]] for alias, conf in databases.items()}
     # In turn, not at random: each replica's load goes to the next one, and every list ends with the primary.
     assert ports == {"default": [9999], "replica_1": [1001, 1002, 1003, 9999],
                      "replica_2": [1002, 1003, 1001, 9999], "replica_3": [1003, 1001, 1002, 9999]}
     # Whole addresses: a replica's own port and credentials are what is tried, not the dead host's.
+    # Replicas read with the short timeout, the primary with the long one.
+    assert databases["replica_2"]["OPTIONS"]["read_timeout"] == 5
+    assert databases["default"]["OPTIONS"]["read_timeout"] == 30
     second = databases["replica_1"]["FAILOVER"][1]
     assert (second["PORT"], second["USER"], second["PASSWORD"]) == (1002, "other", "pw2")
 
@@ -101,3 +105,60 @@ def test_no_failover_hides_a_wrong_password(real_replica):
         with pytest.raises(OperationalError) as raised:
             connect("replica_1")
         assert raised.value.args[0] == 1045  # access denied: a configuration error, shown as one
+
+
+def reached(alias):
+    """Run a read on ``alias``'s current connection (opening one if needed); return (seconds, address used)."""
+    connection = connections[alias]
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return time.monotonic() - started, connection.connected_address
+
+
+def test_a_replica_that_stops_answering_on_an_open_connection_costs_one_read_timeout(freezable, real_replica):
+    frozen = ("127.0.0.1", freezable.port)
+    with swapped_databases([host(freezable.port), real_replica], connect_timeout=1, replica_read_timeout=1):
+        assert reached("replica_1")[1] == frozen
+        # In another thread (another request of the same process), a connection to the same server is open too.
+        other = {}
+        ready, go, done = threading.Event(), threading.Event(), threading.Event()
+
+        def other_request():
+            other["first"] = reached("replica_1")[1]
+            ready.set()
+            go.wait(10)
+            # The start of its next request drops the connection the first thread found dead, without a ping.
+            connections["replica_1"].close_if_unusable_or_obsolete()
+            other["second"] = reached("replica_1")
+            connections["replica_1"].close()
+            done.set()
+
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        assert ready.wait(10) and other["first"] == frozen
+
+        freezable.freeze()  # packets are no longer passed either way: reads hang, nothing is refused
+        took, address = reached("replica_1")
+        # The read was sent again on the next replica, after the read timeout (1 s), not after minutes.
+        assert address == ("127.0.0.1", real_replica.port)
+        assert 0.9 <= took < 3.0, took
+        assert registry.is_down(frozen)
+
+        go.set()
+        assert done.wait(10)
+        thread.join()
+        second_took, second_address = other["second"]
+        assert second_address == ("127.0.0.1", real_replica.port)
+        assert second_took < 0.5, second_took
+
+
+def test_a_read_inside_a_transaction_is_not_sent_again(freezable, real_replica):
+    from django.db import OperationalError, transaction
+
+    with swapped_databases([host(freezable.port), real_replica], connect_timeout=1, replica_read_timeout=1):
+        assert reached("replica_1")[1] == ("127.0.0.1", freezable.port)
+        with pytest.raises(OperationalError), transaction.atomic(using="replica_1"):
+            freezable.freeze()
+            reached("replica_1")

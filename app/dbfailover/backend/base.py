@@ -6,12 +6,20 @@ again. An address that fails with a connection error is marked down for ``FAILOV
 skipped at once by every later connection of the process until the cool-down ends. When the connection had to
 use a fallback, it is closed at the end of a request once the preferred address's cool-down is over, so traffic
 returns to it.
+
+Beyond connecting: a server can also stop answering on a connection that is already open (a network partition,
+a frozen host): nothing is refused, reads just hang. Replicas therefore get a short read timeout
+(``replica_read_timeout``), and a read on a replica alias that fails with a connection error outside a
+transaction marks that server down and is sent again on a new connection, which fails over. Other threads of the
+process then drop their open connections to that server at their next request instead of each waiting for the
+read timeout.
 """
 
 from __future__ import annotations
 
 import logging
 
+from django.db.backends import utils as backend_utils
 from django.db.backends.mysql import base as mysql_base
 
 from dbfailover import registry
@@ -49,8 +57,76 @@ def _label(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
 
 
+class _RetryReadsOnReplica:
+    """A cursor wrapper that sends a read again, on a new connection, when a replica stopped answering."""
+
+    def _retrying(self, method, sql, params):
+        try:
+            return method(sql, params)
+        except Exception as exc:  # Django's OperationalError, or InterfaceError on a closed connection
+            if not self.db.can_retry_read(exc):
+                raise
+            self.db.drop_failed_connection(exc)
+            self.db.ensure_connection()
+            self.cursor = self.db.create_cursor()
+            return method(sql, params)
+
+    def execute(self, sql, params=None):
+        return self._retrying(super().execute, sql, params)
+
+    def executemany(self, sql, param_list):
+        return self._retrying(super().executemany, sql, param_list)
+
+
+class FailoverCursorWrapper(_RetryReadsOnReplica, backend_utils.CursorWrapper):
+    pass
+
+
+class FailoverCursorDebugWrapper(_RetryReadsOnReplica, backend_utils.CursorDebugWrapper):
+    pass
+
+
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
     connected_address: tuple[str, int] | None = None
+
+    def make_cursor(self, cursor):
+        return FailoverCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return FailoverCursorDebugWrapper(cursor, self)
+
+    def can_retry_read(self, exc: BaseException) -> bool:
+        """Only a replica's read, outside a transaction, on a server that stopped answering, is sent again: the
+        primary's statements may have changed data, and a transaction cannot continue on another server."""
+        return (
+            bool(self.settings_dict.get("REPLICA_OF"))
+            and not self.in_atomic_block
+            and self.connected_address is not None
+            and is_connection_error(exc)
+        )
+
+    def drop_failed_connection(self, exc: BaseException) -> None:
+        """Mark the server of this connection down and close the connection (without waiting on it)."""
+        address = self.connected_address
+        if address is not None:
+            cooldown = float(self.settings_dict.get("FAILOVER_COOLDOWN", 30))
+            registry.mark_down(address, cooldown)
+            logger.warning("database alias %s: %s stopped answering (%s), marked down for %ss",
+                           self.alias, _label(address), exc, int(cooldown))
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone either way
+            self.connection = None
+        self.connected_address = None
+
+    def is_usable(self):
+        try:
+            self.connection.ping()
+        except Database.Error as exc:
+            if is_connection_error(exc) and self.connected_address is not None:
+                registry.mark_down(self.connected_address, float(self.settings_dict.get("FAILOVER_COOLDOWN", 30)))
+            return False
+        return True
 
     def _failover_targets(self) -> list[dict]:
         targets = self.settings_dict.get("FAILOVER") or [
@@ -61,6 +137,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     @staticmethod
     def _address(target: dict) -> tuple[str, int]:
         return (target["HOST"], int(target.get("PORT") or 3306))
+
+    def drop_failed_connection_quietly(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - see drop_failed_connection
+            self.connection = None
+        self.connected_address = None
 
     def get_new_connection(self, conn_params):
         cooldown = float(self.settings_dict.get("FAILOVER_COOLDOWN", 30))
@@ -103,6 +186,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         raise Database.OperationalError(2003, message) from last_error
 
     def close_if_unusable_or_obsolete(self):
+        # Another thread found this connection's server down: drop the connection now, without the health
+        # check's ping (which would wait for the read timeout on a server that stopped answering).
+        if (self.connection is not None and self.connected_address is not None and not self.in_atomic_block
+                and registry.is_down(self.connected_address)):
+            logger.info("database alias %s: %s is marked down, dropping its connection",
+                        self.alias, _label(self.connected_address))
+            self.drop_failed_connection_quietly()
         super().close_if_unusable_or_obsolete()
         # Back to the preferred address as soon as its cool-down ends.
         if self.connection is not None and self.connected_address is not None:

@@ -87,6 +87,15 @@ def test_static_files_come_gzipped_with_far_future_headers():
     assert static["status"] == 200
     assert static["headers"]["content-encoding"] == "gzip"
     assert "immutable" in static["headers"]["cache-control"] and "expires" in static["headers"]
+    # Every cache on the way keys on Accept-Encoding: a client that takes no gzip gets the plain file, also
+    # from HAProxy's cache that the first request filled.
+    assert static["headers"]["vary"] == "Accept-Encoding"
+    plain, again = browse(("GET", f"/static/{css}", None), ("GET", f"/static/{css}", None, {"Accept-Encoding": "gzip"}))
+    assert plain["status"] == 200 and "content-encoding" not in plain["headers"] and "color" in plain["body"]
+    assert again["headers"]["content-encoding"] == "gzip"
+    # HAProxy keeps them in its cache (served without a web node).
+    cache = node(hosts_of("loadbalancers")[0]).run("echo 'show cache' | socat - /run/haproxy/admin.sock").stdout
+    assert "static (shctx" in cache and " size:" in cache, cache
 
 
 def test_an_upload_by_the_app_lands_on_the_media_server_and_is_served_by_the_lb():
