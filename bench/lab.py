@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "lab-"
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 LOADGEN_IN_CONTAINER = "/var/tmp/django-stack-loadgen.py"
+WRITER = Path(__file__).resolve().parent / "writer.py"
+WRITER_IN_CONTAINER = "/var/tmp/django-stack-writer.py"
 MANAGE = ("cd /srv/shop/current && runuser -u shop -- env SHOP_CONFIG=/etc/shop/shop.json "
           "venv/bin/python manage.py shell -c {}")
 
@@ -81,6 +84,7 @@ class Lab:
 
     def install_loadgen(self):
         self.sh(self.lb, f"cat > {LOADGEN_IN_CONTAINER}", input=LOADGEN.read_text())
+        self.sh(self.lb, f"cat > {WRITER_IN_CONTAINER}", input=WRITER.read_text())
 
     def start_load(self, spec: dict) -> Load:
         """Start the load generator in the load balancer's container; it stops by itself after the duration."""
@@ -145,6 +149,19 @@ while time.monotonic() < end:
 sys.exit(1)
 """
         self.sh(self.lb, "python3 -", input=code, timeout=timeout + 30)
+
+
+def playbook(name: str, path: str, *args: str) -> dict:
+    """Time one ansible-playbook run; how many tasks it changed comes from its recap."""
+    print(f"bench: {name}", file=sys.stderr)
+    started = time.monotonic()
+    result = subprocess.run([tool("ansible-playbook"), path, *args], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
+    return {"name": name, "seconds": seconds, "changed": changed}
 
 
 class Load:

@@ -18,6 +18,7 @@ Spec keys:
     timeout       seconds a request may take before it counts as failed (status 0; default 10)
     host_header   Host header (default: the target's host)
     requests      stop after this many requests (default: no limit; the duration still bounds the run)
+    stop_file     stop early once this file exists (checked twice a second); the duration still bounds the run
 
 Why not wrk: a run here needs a latency record per request (latency over time, with a fault marked in it) and a
 session cookie per user; wrk gives neither without a Lua script per case. `make bench` measures this generator's
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import ssl
 import sys
@@ -127,6 +129,16 @@ async def run(spec) -> dict:
     t0 = time.monotonic()
     end = t0 + duration
     counter = 0
+    stop_file = spec.get("stop_file")
+    stopped = False
+
+    async def watch():
+        nonlocal stopped
+        while time.monotonic() < end and not stopped:
+            if os.path.exists(stop_file):
+                stopped = True
+                return
+            await asyncio.sleep(0.5)
 
     def next_job():
         nonlocal counter
@@ -140,7 +152,7 @@ async def run(spec) -> dict:
         pools = {}
         while True:
             index, scheduled, user, target_index = next_job()
-            if limit is not None and index >= limit:
+            if stopped or (limit is not None and index >= limit):
                 break
             now = time.monotonic()
             if scheduled is not None:
@@ -148,6 +160,8 @@ async def run(spec) -> dict:
                     break
                 if scheduled > now:
                     await asyncio.sleep(scheduled - now)
+                if stopped:
+                    break
             elif now >= end:
                 break
             start = scheduled if scheduled is not None else time.monotonic()
@@ -165,7 +179,10 @@ async def run(spec) -> dict:
         for conn in pools.values():
             conn.close()
 
+    watcher = asyncio.ensure_future(watch()) if stop_file else None
     await asyncio.gather(*(worker() for _ in range(connections)))
+    if watcher is not None:
+        watcher.cancel()
     records.sort()
     return {"started": started_wall, "duration": duration, "records": records, "errors": errors}
 

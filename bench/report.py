@@ -83,6 +83,40 @@ def plot_fault(fault: dict, out: Path) -> str:
     return name
 
 
+def plot_primary(primary: dict, out: Path) -> str:
+    fig, (reads, writes) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
+    good = [(t, lat * 1000) for t, lat, status in primary["series"] if 200 <= status < 400]
+    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in primary["series"] if not 200 <= status < 400]
+    if good:
+        reads.scatter(*zip(*good), s=3, alpha=0.35, color="#4878a8", label="read")
+    if bad:
+        reads.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed read")
+    if primary["rolling_p50"]:
+        reads.plot(*zip(*primary["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+    reads.set_yscale("log")
+    reads.set_ylabel("read latency (ms)")
+    reads.set_title(f"primary {primary['old']} stopped, {primary['new']} promoted")
+    colors = {"add": 0, "checkout": 1}
+    for t, step, status in primary["write_series"]:
+        ok = status in (301, 302, 303)
+        writes.scatter(t, colors[step], s=10, marker="o" if ok else "x",
+                       color="#40a040" if ok else ("#e09020" if status == 503 else "#c03030"))
+    writes.set_yticks([0, 1], ["add to cart", "checkout"])
+    writes.set_xlabel("seconds (green: done, orange: 503 read-only page, red: other failure)")
+    for axis in (reads, writes):
+        for label, t in primary["timeline"].items():
+            axis.axvline(t, color="#808080", linestyle="--", linewidth=1)
+    for label, t in primary["timeline"].items():
+        reads.annotate(label, (t, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                       fontsize="small")
+    reads.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    name = "fault-primary.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def render(data: dict, out: Path) -> str:
     env = data["environment"]
     lines = [
@@ -250,6 +284,45 @@ def render(data: dict, out: Path) -> str:
         lines.append("")
         for image in images:
             lines += [f"![{image}]({image})", ""]
+    primary = data.get("primary")
+    if primary:
+        image = plot_primary(primary, out)
+        t = primary["timeline"]
+        resumed = primary["writes_resumed_s"]
+        writes = ", ".join(f"{k}: {v}" for k, v in sorted(primary["writes"].items()))
+        lines += [
+            "## The primary lost, a replica promoted",
+            "",
+            f"The same read load, plus logged-in users placing orders one after another (add to cart, then checkout, "
+            f"4 a second). At {t['primary stopped']:.0f} s MariaDB stops on {primary['old']}; 10 s later "
+            f"`playbooks/promote-replica.yml -e promote_candidate={primary['new']}` runs "
+            f"({primary['promote_s']:.0f} s), then `site.yml` with the inventory changed as that playbook says "
+            f"({primary['new']} under db_primary, {primary['old']} out; {primary['follow_s']:.0f} s), which points "
+            "the web nodes at the new primary.",
+            "",
+            "| reads | requests | failed | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for key, label in (("reads_before", "before"), ("reads_during", "primary down → stack follows"),
+                           ("reads_after", "after")):
+            f = primary[key]
+            lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
+        lost = primary["lost"]
+        lines += [
+            "",
+            f"Writes (step status: count): {writes}. Acknowledged orders: {primary['acknowledged']}; missing on the "
+            f"new primary: **{len(lost)}**{' (' + ', '.join(map(str, lost)) + ')' if lost else ''}. Writes "
+            f"resumed {'never' if resumed is None else f'{resumed:.0f} s'} after the primary stopped.",
+            "",
+            "| target | measured | met |",
+            "|---|---:|:---:|",
+            f"| no failed read while the primary is down | {primary['reads_all']['failed']} failed | "
+            f"{'yes' if primary['reads_all']['failed'] == 0 else 'no'} |",
+            f"| no acknowledged order lost | {len(lost)} lost | {'yes' if not lost else 'no'} |",
+            "",
+            f"![primary]({image})",
+            "",
+        ]
     lines += [
         "## Reproduce",
         "",

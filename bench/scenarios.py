@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
-from .lab import Lab, LabError
+import yaml
+
+from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook
 from .stats import rolling_p50, summary, time_to_recover
 
 HOST = "localhost"
@@ -296,3 +302,89 @@ class Bench:
         for web in self.lab.web:
             self.lab.wait_http(web, 8000, "/healthz", timeout=120)
         time.sleep(max(5.0, cooldown - 12))
+
+    # --- the primary lost, a replica promoted ----------------------------------------------------------------
+    def promoted_inventory(self, new_primary: str) -> Path:
+        """A copy of the lab's inventory as the operator edits it after a promotion: the new primary under
+        db_primary, the old one gone (it would be rebuilt as a replica later)."""
+        source = ROOT / "inventories" / "lab"
+        target = Path(tempfile.mkdtemp(prefix="django-stack-bench-")) / "lab"
+        shutil.copytree(source, target)
+        hosts = yaml.safe_load((target / "hosts.yml").read_text())
+        db = hosts["lab"]["children"]["dbservers"]["children"]
+        db["db_primary"]["hosts"] = {new_primary: None}
+        db["db_replicas"]["hosts"] = {h: None for h in db["db_replicas"]["hosts"] if h != new_primary}
+        (target / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        return target
+
+    def primary(self) -> dict:
+        """Stop the primary under load and a stream of orders; promote a replica, point the stack at it (the
+        inventory change and site.yml), and count acknowledged orders missing on the new primary. The lab's
+        topology differs afterwards: `make bench` rebuilds it when this part ran."""
+        old, new = self.lab.primary, self.lab.replicas[0]
+        stop_file = "/var/tmp/django-stack-bench-stop"
+        self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
+        readers = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        writers = [[c, c.rsplit("=", 1)[1]] for c in self.cookies[200:260]]
+        product_ids = [int(path.strip("/").split("/")[1]) for path in self.products[:200]]
+        limit = 600
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=readers, connections=32, duration=limit,
+                                             rate=40, timeout=15, stop_file=stop_file))
+        orders = self.lab.start_load({"users": writers, "products": product_ids, "interval": 0.25,
+                                      "duration": limit, "stop_file": stop_file}, script=WRITER_IN_CONTAINER)
+        started = load.started
+        timeline = {}
+        try:
+            time.sleep(10)
+            timeline["primary stopped"] = time.time() - started
+            self.lab.sh(old, "systemctl stop mariadb")
+            time.sleep(10)
+            timeline["promotion started"] = time.time() - started
+            promote = playbook(f"promote {new}", "playbooks/promote-replica.yml", "-e", f"promote_candidate={new}")
+            timeline["promoted"] = time.time() - started
+            inventory = self.promoted_inventory(new)
+            follow = playbook("site.yml with the new primary in the inventory", "site.yml", "-i", str(inventory))
+            timeline["site.yml done"] = time.time() - started
+            time.sleep(15)
+        finally:
+            self.lab.sh(self.lab.lb, f"touch {stop_file}")
+        reads = load.result()
+        writes = orders.result()
+        shift = reads["started"] - started
+        for key in timeline:
+            timeline[key] -= shift
+        write_shift = writes["started"] - reads["started"]
+        write_records = [[t + write_shift, step, status, order] for t, step, status, order in writes["records"]]
+        acknowledged = [order for _, step, status, order in write_records if step == "checkout" and order]
+        present = set()
+        if acknowledged:
+            out = self.lab.sh(new, "mariadb -N -e " + shlex.quote(
+                "SELECT id FROM shop.orders_order WHERE id IN (%s)" % ",".join(str(o) for o in acknowledged)))
+            present = {int(line) for line in out.split()}
+        stopped_at = timeline["primary stopped"]
+        resumed = [t for t, step, status, _ in write_records if step == "checkout" and status in (302, 303)
+                   and t > stopped_at]
+        statuses: dict[str, int] = {}
+        for _, step, status, _ in write_records:
+            key = f"{step} {status}"
+            statuses[key] = statuses.get(key, 0) + 1
+        records = reads["records"]
+        return {
+            "old": old,
+            "new": new,
+            "timeline": timeline,
+            "promote_s": promote["seconds"],
+            "follow_s": follow["seconds"],
+            "reads_before": summary(records, 2.0, stopped_at),
+            "reads_during": summary(records, stopped_at, timeline["site.yml done"]),
+            "reads_after": summary(records, timeline["site.yml done"] + 2),
+            "reads_all": summary(records),
+            "read_errors": reads.get("errors", {}),
+            "writes": statuses,
+            "acknowledged": len(acknowledged),
+            "lost": sorted(set(acknowledged) - present),
+            "writes_resumed_s": (min(resumed) - stopped_at) if resumed else None,
+            "series": [[r[0], r[1], r[2]] for r in records],
+            "write_series": [[t, step, status] for t, step, status, _ in write_records],
+            "rolling_p50": rolling_p50(records),
+        }
