@@ -86,10 +86,11 @@ class Lab:
         self.sh(self.lb, f"cat > {LOADGEN_IN_CONTAINER}", input=LOADGEN.read_text())
         self.sh(self.lb, f"cat > {WRITER_IN_CONTAINER}", input=WRITER.read_text())
 
-    def start_load(self, spec: dict) -> Load:
-        """Start the load generator in the load balancer's container; it stops by itself after the duration."""
+    def start_load(self, spec: dict, script: str = LOADGEN_IN_CONTAINER) -> Load:
+        """Start the load generator (or the order writer) in the load balancer's container; it stops by itself
+        after the duration."""
         process = subprocess.Popen(
-            ["docker", "exec", "-i", self.container(self.lb), "python3", LOADGEN_IN_CONTAINER],
+            ["docker", "exec", "-i", self.container(self.lb), "python3", script],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         process.stdin.write(json.dumps(spec))
         process.stdin.close()
