@@ -13,6 +13,8 @@ from django.urls import include, path
 from django.views.decorators.cache import cache_page
 from django.views.decorators.vary import vary_on_cookie
 
+from shop.urls import handler500  # noqa: F401 - Django looks the error handlers up in the root URLconf
+
 single_pass = views.SinglePassCatalogView.as_view()
 
 SLOW_MAX_MS = 10_000

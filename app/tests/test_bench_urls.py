@@ -26,3 +26,12 @@ def test_slow_page_is_bounded(client):
     assert client.get("/bench/slow/?ms=10001").status_code == 400
     assert client.get("/bench/slow/?ms=-1").status_code == 400
     assert client.get("/bench/slow/?ms=soon").status_code == 400
+
+
+def test_the_bench_urlconf_keeps_the_error_pages():
+    # Django takes handler500 from the root URLconf: without it, a lab with the benchmark's pages answered a
+    # write during a primary outage with a bare 500 instead of the 503 read-only page.
+    import shop.urls
+    import shop.urls_bench
+
+    assert shop.urls_bench.handler500 == shop.urls.handler500 == "shop.errors.server_error"
