@@ -284,6 +284,23 @@ def render(data: dict, out: Path) -> str:
         lines.append("")
         for image in images:
             lines += [f"![{image}]({image})", ""]
+    converge = data.get("converge_under_load")
+    if converge:
+        image = plot_fault(converge, out)
+        lines += [
+            "## A converge under load",
+            "",
+            f"The same read load while `site.yml` runs with nothing to change ({converge['playbook']['seconds']:.0f} s, "
+            f"{converge['playbook']['changed']} changed). In the lab the control node and every server share this "
+            "machine's CPUs, so this is the cost of Ansible's own work on them, not of a change.",
+            "",
+            "| reads | requests | failed | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for key in ("before", "during", "after"):
+            f = converge[key]
+            lines.append(f"| {key} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
+        lines += ["", f"![converge]({image})", ""]
     primary = data.get("primary")
     if primary:
         image = plot_primary(primary, out)
@@ -308,6 +325,8 @@ def render(data: dict, out: Path) -> str:
             f = primary[key]
             lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
         lost = primary["lost"]
+        bad_writes = sum(count for key, count in primary["writes"].items()
+                         if not key.endswith((" 302", " 303", " 503")))
         lines += [
             "",
             f"Writes (step status: count): {writes}. Acknowledged orders: {primary['acknowledged']}; missing on the "
@@ -319,6 +338,14 @@ def render(data: dict, out: Path) -> str:
             f"| no failed read while the primary is down | {primary['reads_all']['failed']} failed | "
             f"{'yes' if primary['reads_all']['failed'] == 0 else 'no'} |",
             f"| no acknowledged order lost | {len(lost)} lost | {'yes' if not lost else 'no'} |",
+            f"| a write that cannot be saved gets the 503 read-only page, never another error | "
+            f"{bad_writes} other errors | {'yes' if bad_writes == 0 else 'no'} |",
+            "",
+            "Exceptions the web nodes logged in that time (count, first line):",
+            "",
+            "```",
+            *[f"{web}: {line.strip()}" for web, found in primary.get("errors_logged", {}).items() for line in found],
+            "```",
             "",
             f"![primary]({image})",
             "",

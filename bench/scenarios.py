@@ -303,6 +303,43 @@ class Bench:
             self.lab.wait_http(web, 8000, "/healthz", timeout=120)
         time.sleep(max(5.0, cooldown - 12))
 
+    def converge_under_load(self) -> dict:
+        """The same read load while `site.yml` (nothing to change) runs on this machine: in the lab the control
+        node shares the servers' CPUs, and the primary's run below includes a converge; this shows what a
+        converge alone costs the pages."""
+        stop_file = "/var/tmp/django-stack-bench-stop"
+        self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
+        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32, duration=600,
+                                             rate=40, timeout=15, stop_file=stop_file))
+        try:
+            time.sleep(10)
+            inject_at = time.time() - load.started
+            run = playbook("site.yml under load, nothing to change", "site.yml")
+            heal_at = time.time() - load.started
+            time.sleep(15)
+        finally:
+            self.lab.sh(self.lab.lb, f"touch {stop_file}")
+        result = load.result()
+        shift = result["started"] - load.started
+        inject_at -= shift
+        heal_at -= shift
+        records = result["records"]
+        base = summary(records, 2.0, inject_at)
+        return {
+            "name": "site.yml running (nothing to change)",
+            "inject_at": inject_at,
+            "heal_at": heal_at,
+            "playbook": run,
+            "before": base,
+            "during": summary(records, inject_at, heal_at),
+            "after": summary(records, heal_at + 2.0),
+            "all": summary(records),
+            "recover_s": time_to_recover(records, inject_at, base["p50_ms"]),
+            "series": [[r[0], r[1], r[2]] for r in records],
+            "rolling_p50": rolling_p50(records),
+        }
+
     # --- the primary lost, a replica promoted ----------------------------------------------------------------
     def promoted_inventory(self, new_primary: str) -> Path:
         """A copy of the lab's inventory as the operator edits it after a promotion: the new primary under
@@ -369,7 +406,15 @@ class Bench:
             key = f"{step} {status}"
             statuses[key] = statuses.get(key, 0) + 1
         records = reads["records"]
+        # What the web nodes logged about failed requests, for the report's reader (the lab is rebuilt next).
+        errors_logged = {}
+        for web in self.lab.web:
+            out = self.lab.sh(web, "journalctl -u shop --since '-15min' --no-pager -o cat | "
+                                   "grep -E '^[a-zA-Z_.]+(Error|Exception|Interrupted)\\b' | sort | uniq -c | "
+                                   "sort -rn | head -8", check=False)
+            errors_logged[web] = out.strip().splitlines()
         return {
+            "errors_logged": errors_logged,
             "old": old,
             "new": new,
             "timeline": timeline,
