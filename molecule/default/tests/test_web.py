@@ -319,7 +319,7 @@ def test_zz_adding_a_web_node_is_one_inventory_line_and_a_rerun():
     first = node(webs[0])
     for age in range(1, 5):
         planted = first.run("install -d -o shop -g shop /srv/shop/releases/old-%s && touch -d '%s hours ago' "
-                            "/srv/shop/releases/old-%s", age, age, age)
+                            "/srv/shop/releases/old-%s", str(age), str(age), str(age))
         assert planted.rc == 0, planted.stderr
     WITH_WEB3.write_text(yaml.safe_dump({"lab": {"children": {"webservers": {"hosts": {"web3": None}}}}}))
     rc, out = run_playbook("site.yml", WITH_WEB3)
