@@ -129,6 +129,7 @@ def render(data: dict, out: Path) -> str:
         f"nodes, Debian {env['nodes_debian']} containers all sharing this machine's CPUs, release "
         f"`{env['release']}`.",
         "",
+        *([env["note"], ""] if env.get("note") else []),
         "Every figure comes from one run; compare the rows of a table (measured side by side, interleaved), "
         "not absolute numbers across machines. The load generator (`bench/loadgen.py`) runs in the load "
         "balancer's container and competes with the stack for the same CPUs.",
