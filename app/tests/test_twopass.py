@@ -52,6 +52,33 @@ def test_users_share_one_first_pass_and_get_their_own_parts(logged_in):
         assert page["X-First-Pass"] == "hit"
 
 
+def test_a_warm_page_costs_a_logged_in_user_two_cache_round_trips(logged_in):
+    """The catalog's first pass, its data versions and the session in one multi-get; the (cached) user in the
+    second. (A category page adds a third: the category list, to find the category its URL names.)"""
+    client, user = logged_in()
+    assert client.get("/").status_code == 200  # warm: first pass, versions, session, user all cached
+    memcached = cache._cache
+    calls = []
+    originals = {name: getattr(memcached, name) for name in ("get", "get_multi")}
+
+    def counting(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return originals[name](*args, **kwargs)
+        return call
+
+    for name in originals:
+        setattr(memcached, name, counting(name))
+    try:
+        response = client.get("/")
+    finally:
+        for name, original in originals.items():
+            setattr(memcached, name, original)
+    assert response.status_code == 200 and response["X-First-Pass"] == "hit"
+    assert f'<strong class="username">{user.username}</strong>'.encode() in response.content
+    assert calls == ["get_multi", "get"], calls
+
+
 def test_a_post_without_the_token_is_refused(logged_in):
     client, _ = logged_in(enforce_csrf_checks=True)
     product = Product.objects.first()
@@ -89,9 +116,10 @@ def test_first_pass_output_is_data_split_at_nonce_markers():
         "categories": [], "title": "x",
         "product": {"id": 1, "name": "n", "slug": "n", "description": "d", "price": "1.00", "image_url": "",
                     "url": "/p/1/n/", "category_id": 1, "category_name": "c", "category_slug": "c"}})
-    assert isinstance(segments, tuple) and all(isinstance(s, str) for s in segments)
+    assert isinstance(segments, tuple)
+    assert all(isinstance(s, bytes) for s in segments[0::2]) and all(isinstance(s, str) for s in segments[1::2])
     assert set(segments[1::2]) == {"greeting", "cart_count", "csrf"}
-    assert not any("\x00" in s for s in segments[0::2])
+    assert not any(b"\x00" in s for s in segments[0::2])
 
 
 def test_second_pass_templates_are_compiled_once(logged_in):

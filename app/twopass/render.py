@@ -20,11 +20,14 @@ def marker(nonce: str, name: str) -> str:
 
 
 def first_pass(template_name: str, context: dict) -> tuple:
-    """Render the shared part; return ``(text, slot, text, slot, …, text)`` — plain strings, no markup parsed."""
+    """Render the shared part; return ``(text, slot, text, slot, …, text)``: the texts as UTF-8 bytes, ready to be
+    sent, the slots' names as strings. Plain data, no markup is ever parsed again."""
     nonce = secrets.token_hex(16)
     html = render_to_string(template_name, {**context, NONCE_KEY: nonce})
-    pattern = re.compile("\x00" + nonce + r":([a-z][a-z0-9_]*)\x00")
-    return tuple(pattern.split(html))
+    pattern = re.compile(b"\x00" + nonce.encode() + rb":([a-z][a-z0-9_]*)\x00")
+    parts = pattern.split(html.encode())
+    parts[1::2] = [name.decode() for name in parts[1::2]]
+    return tuple(parts)
 
 
 def slot_names(segments: tuple) -> set[str]:
@@ -36,17 +39,18 @@ def render_slot(name: str, request) -> str:
     return get_template(SLOT_TEMPLATE.format(name=name)).render({}, request)
 
 
-def second_pass(segments: tuple, request) -> str:
-    """Fill every slot for this request. Each distinct slot is rendered once, from its compiled template, all
-    with one RequestContext (the context processors run once per request, not once per slot)."""
-    templates = {name: get_template(SLOT_TEMPLATE.format(name=name)).template for name in slot_names(segments)}
+def second_pass(segments: tuple, request) -> bytes:
+    """Fill every slot for this request; return the page as bytes. Each distinct slot is rendered once, from its
+    compiled template, all with one RequestContext (the context processors run once per request, not once per
+    slot). The shared texts are never decoded or copied but once, into the page."""
+    names = segments[1::2]
+    templates = {name: get_template(SLOT_TEMPLATE.format(name=name)).template for name in set(names)}
     filled = {}
     if templates:
         context = RequestContext(request)
         with context.bind_template(next(iter(templates.values()))):
             for name, template in templates.items():
-                filled[name] = template.render(context)
-    out = []
-    for i, segment in enumerate(segments):
-        out.append(filled[segment] if i % 2 else segment)
-    return "".join(out)
+                filled[name] = template.render(context).encode()
+    parts = list(segments)
+    parts[1::2] = [filled[name] for name in names]
+    return b"".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.cache import caches
 from django.http import HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
@@ -39,10 +40,16 @@ class TwoPassView(View):
         return first_pass(self.template_name, self.get_shared_context())
 
     def get(self, request, *args, **kwargs):
-        key = "twopass:" + self.get_cache_key()
+        # The key's "2": the entry's format (texts as bytes). Releases side by side in a deploy never read each other's.
+        key = "twopass2:" + self.get_cache_key()
         names = self.get_dependencies()
-        # The entry and the versions of what it shows, in one round trip to the cache.
-        found = self.cache.cache.get_many([key, *versions.keys(names)])
+        session_key = self._session_cache_key(request)
+        # The entry, the versions of what it shows and the user's session, in one round trip to the cache.
+        keys = [key, *versions.keys(names)]
+        found = self.cache.cache.get_many(keys + [session_key] if session_key else keys)
+        if session_key and found.get(session_key) is not None:
+            # What the session engine's load() would have fetched by itself, with one more round trip.
+            request.session._session_cache = found[session_key]
         current = versions.get(*names, prefetched=found)
         entry, how = self.cache.get(key, current, self.build_first_pass, entry=found.get(key))
         response = HttpResponse(second_pass(entry.segments, request))
@@ -50,6 +57,19 @@ class TwoPassView(View):
         # The page holds a user's name and CSRF token: no shared cache (browser or proxy) may keep it.
         add_never_cache_headers(response)
         return response
+
+    def _session_cache_key(self, request) -> str | None:
+        """The cache key of the request's session when a cache-backed session engine keeps it in the same cache as
+        the first passes and it is not loaded yet; otherwise None (the session loads itself, as usual)."""
+        session = getattr(request, "session", None)
+        if session is None or not session.session_key or hasattr(session, "_session_cache"):
+            return None
+        session_cache = getattr(session, "_cache", None)
+        ours = self.cache.cache
+        ours = caches[ours._alias] if hasattr(ours, "_alias") else ours  # django.core.cache.cache is a proxy
+        if session_cache is None or session_cache is not ours or not hasattr(type(session), "cache_key"):
+            return None
+        return session.cache_key
 
 
 class SinglePassMixin:
