@@ -31,3 +31,30 @@ def test_a_password_change_logs_other_sessions_out(logged_in, replicated):
     user.save()
     replicated()
     assert b'href="/login/"' in client.get("/").content
+
+
+def test_a_user_cached_by_a_node_with_other_replicas_can_still_check_out(logged_in, replicated):
+    """The cached row carries the alias it was read from. After a promotion, web nodes whose configuration has
+    fewer replicas (or a node mid-reload) read entries cached under an alias they do not have; that must not
+    break a relation (an order's user) or send a query to an alias that does not exist."""
+    from django.core.cache import cache
+
+    from accounts.backends import user_key
+    from catalog.models import Product
+    from orders.models import Order
+    from tests.conftest import CSRF_INPUT
+
+    client, user = logged_in(enforce_csrf_checks=True)
+    token = CSRF_INPUT.findall(client.get("/").content)[-1].decode()
+    product = Product.objects.order_by("id").first()
+    assert client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token}).status_code == 302
+    cached = cache.get(user_key(user.pk))
+    assert cached is not None
+    cached._state.db = "replica_9"  # an alias of another topology, unknown here
+    cache.set(user_key(user.pk), cached, 60)
+
+    response = client.post("/orders/checkout/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302, response.content[:300]
+    assert Order.objects.using("default").filter(user=user).count() == 1
+    replicated()
+    assert client.get(response["Location"]).status_code == 200
