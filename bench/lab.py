@@ -162,7 +162,22 @@ def playbook(name: str, path: str, *args: str) -> dict:
     if result.returncode != 0:
         raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
-    return {"name": name, "seconds": seconds, "changed": changed}
+    return {"name": name, "seconds": seconds, "changed": changed, "changed_tasks": changed_tasks(result.stdout)}
+
+
+def changed_tasks(output: str, limit: int = 20) -> list[str]:
+    """"host: role : task" for each task that reported a change, from ansible-playbook's default output."""
+    found, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK ["):line.rfind("]")]
+        elif line.startswith("RUNNING HANDLER ["):
+            task = line[len("RUNNING HANDLER ["):line.rfind("]")]
+        else:
+            hit = re.match(r"changed: \[([^\]]+)\]", line)
+            if hit:
+                found.append(f"{hit.group(1)}: {task}")
+    return found[:limit]
 
 
 class Load:

@@ -70,7 +70,10 @@ def plot_fault(fault: dict, out: Path) -> str:
         axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed request")
     if fault["rolling_p50"]:
         axis.plot(*zip(*fault["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
-    axis.axvspan(fault["inject_at"], fault["heal_at"], color="#f0c040", alpha=0.25, label="fault")
+    axis.axvspan(fault["inject_at"], fault["heal_at"], color="#f0c040", alpha=0.25, label=fault.get("span", "fault"))
+    if fault.get("burn"):
+        axis.axvspan(fault["burn"]["at"], fault["burn"]["end"], color="#a060c0", alpha=0.2,
+                     label="CPUs kept busy (control)")
     axis.set_yscale("log")
     axis.set_xlabel("seconds")
     axis.set_ylabel("latency (ms)")
@@ -253,7 +256,10 @@ def render(data: dict, out: Path) -> str:
         lines += [
             "## Fault injection under load",
             "",
-            "40 requests/s (open loop: a stalled request counts from when it should have started) for about 32 s: "
+            f"{env.get('fault_rate', 40)} requests/s"
+            + (f" (30% of the {env['mixed_flat_out_rps']:.0f}/s these pages get flat out from 8 connections on this "
+               "machine, at most 40)" if "mixed_flat_out_rps" in env else "")
+            + " (open loop: a stalled request counts from when it should have started) for about 32 s: "
             "category pages, product pages and the uncached page (which reads a replica on every request), half "
             "from logged-in users. The fault starts at 10 s and is healed at 20 s. Failed: a connection error, a "
             "timeout or a status of 400 or more. Recovery: from the fault until the p50 of a 1 s window is back "
@@ -293,20 +299,42 @@ def render(data: dict, out: Path) -> str:
             "",
             f"The same read load while `site.yml` runs with nothing to change ({converge['playbook']['seconds']:.0f} s, "
             f"{converge['playbook']['changed']} changed). In the lab the control node and every server share this "
-            "machine's CPUs, so this is the cost of Ansible's own work on them, not of a change.",
+            "machine's CPUs, so this is the cost of Ansible's own work on them, not of a change."
+            + (f" Changed: {'; '.join(converge['playbook'].get('changed_tasks', []))}."
+               if converge["playbook"]["changed"] and converge["playbook"].get("changed_tasks") else ""),
             "",
             "| reads | requests | failed | p50 ms | p99 ms |",
             "|---|---:|---:|---:|---:|",
         ]
-        for key in ("before", "during", "after"):
-            f = converge[key]
-            lines.append(f"| {key} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
+        rows = [("before", converge["before"]), ("during site.yml", converge["during"]),
+                ("after", converge["after"])]
+        burn = converge.get("burn")
+        if burn:
+            rows.append((f"{burn['processes']} busy loops on this machine ({burn['end'] - burn['at']:.0f} s), "
+                         "no Ansible", burn["reads"]))
+        for label, f in rows:
+            lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
+        if burn:
+            lines += ["", "The last row is the control, in the same run: the machine's CPUs kept busy by as many plain "
+                      "loops as it has CPUs, without Ansible. Latency as high there as during site.yml means the "
+                      "converge costs the pages CPU time on a shared machine, not locks or restarts."]
         lines += ["", f"![converge]({image})", ""]
     primary = data.get("primary")
     if primary:
         image = plot_primary(primary, out)
         t = primary["timeline"]
         resumed = primary["writes_resumed_s"]
+        if resumed is None:
+            resumed_text = "Writes did not resume within the run."
+        else:
+            resumed_text = (f"Writes failed from {primary['writes_failed_from_s']:.1f} s after the stop and resumed "
+                            f"{resumed:.0f} s after it ("
+                            f"{resumed + t['primary stopped'] - t['promoted']:.0f} s after the promotion ended; "
+                            f"web.yml ended {t['web tier re-pointed'] - t['promoted']:.0f} s after it).")
+            after = primary.get("write_failures_after_resuming") or {}
+            if after:
+                failed_after = ", ".join(f"{k}: {v}" for k, v in sorted(after.items()))
+                resumed_text += f" Failed writes after that: {failed_after}."
         writes = ", ".join(f"{k}: {v}" for k, v in sorted(primary["writes"].items()))
         lines += [
             "## The primary lost, a replica promoted",
@@ -314,9 +342,10 @@ def render(data: dict, out: Path) -> str:
             f"The same read load, plus logged-in users placing orders one after another (add to cart, then checkout, "
             f"4 a second). At {t['primary stopped']:.0f} s MariaDB stops on {primary['old']}; 10 s later "
             f"`playbooks/promote-replica.yml -e promote_candidate={primary['new']}` runs "
-            f"({primary['promote_s']:.0f} s), then `site.yml` with the inventory changed as that playbook says "
-            f"({primary['new']} under db_primary, {primary['old']} out; {primary['follow_s']:.0f} s), which points "
-            "the web nodes at the new primary.",
+            f"({primary['promote_s']:.0f} s). Then, with the inventory changed as that playbook says "
+            f"({primary['new']} under db_primary, {primary['old']} out), `playbooks/web.yml` points the web nodes at "
+            f"the new primary ({primary['repoint_s']:.0f} s) and `site.yml` makes the rest of the stack follow "
+            f"({primary['follow_s']:.0f} s).",
             "",
             "| reads | requests | failed | p50 ms | p99 ms |",
             "|---|---:|---:|---:|---:|",
@@ -331,8 +360,7 @@ def render(data: dict, out: Path) -> str:
         lines += [
             "",
             f"Writes (step status: count): {writes}. Acknowledged orders: {primary['acknowledged']}; missing on the "
-            f"new primary: **{len(lost)}**{' (' + ', '.join(map(str, lost)) + ')' if lost else ''}. Writes "
-            f"resumed {'never' if resumed is None else f'{resumed:.0f} s'} after the primary stopped.",
+            f"new primary: **{len(lost)}**{' (' + ', '.join(map(str, lost)) + ')' if lost else ''}. {resumed_text}",
             "",
             "| target | measured | met |",
             "|---|---:|:---:|",
@@ -342,10 +370,12 @@ def render(data: dict, out: Path) -> str:
             f"| a write that cannot be saved gets the 503 read-only page, never another error | "
             f"{bad_writes} other errors | {'yes' if bad_writes == 0 else 'no'} |",
             "",
-            "Exceptions the web nodes logged in that time (count, first line):",
+            "Failed requests the web nodes logged from the stop on (count, node, status and path, the exception "
+            "that ended the traceback):",
             "",
             "```",
-            *[f"{web}: {line.strip()}" for web, found in primary.get("errors_logged", {}).items() for line in found],
+            *[f"{count:5d} {web}: {line}" for web, found in primary.get("errors_logged", {}).items()
+              for count, line in found],
             "```",
             "",
             f"![primary]({image})",

@@ -8,10 +8,12 @@ function that caused it (also when the run is interrupted).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook
-from .stats import rolling_p50, summary, time_to_recover
+from .stats import logged_failures, rolling_p50, summary, time_to_recover, write_outage
 
 HOST = "localhost"
 STRATEGIES = {
@@ -55,6 +57,19 @@ products = [p.get_absolute_url() for p in Product.objects.using("default").order
 categories = [c.get_absolute_url() for c in Category.objects.using("default").order_by("pk")]
 print(json.dumps({"cookies": cookies, "products": products, "categories": categories}))
 """
+
+
+# Steady load of the fault scenarios: this share of the mixed pages' flat-out throughput, at most this rate.
+FAULT_LOAD_SHARE = 0.3
+MAX_FAULT_RATE = 40
+
+
+def burn_cpus(processes: int, seconds: float) -> None:
+    """Keep `processes` CPUs busy for `seconds` on this machine (plain Python loops that stop by themselves)."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    for burner in burners:
+        burner.wait(timeout=seconds + 30)
 
 
 class Bench:
@@ -99,6 +114,12 @@ class Bench:
         uwsgi = self.lab.sh(self.web, "cat /etc/shop/uwsgi.ini")
         self.processes = int(re.search(r"^processes\s*=\s*(\d+)", uwsgi, re.MULTILINE).group(1))
         self.threads = int(re.search(r"^threads\s*=\s*(\d+)", uwsgi, re.MULTILINE).group(1))
+        # The fault scenarios' steady load: a fixed share of what the stack serves flat out on this machine, so
+        # that a fault shows as failures and latency, not as a queue that was there before it.
+        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        flat_out = summary(self.lab.load(self.spec(self.mixed_targets(), users=users, connections=8,
+                                                   duration=self.seconds(6), timeout=15))["records"], 1.0)
+        self.rate = max(5, min(MAX_FAULT_RATE, round(flat_out["rps"] * FAULT_LOAD_SHARE)))
         manifest = json.loads(self.lab.sh(self.web, "cat /srv/shop/current/static/staticfiles.json"))
         self.static_small = "/static/" + manifest["paths"]["shop/site.css"]
         self.static_large = "/static/" + manifest["paths"]["admin/css/base.css"]
@@ -111,6 +132,8 @@ class Bench:
             "web_nodes": len(self.lab.web),
             "replicas": len(self.lab.replicas),
             "cache_nodes": len(self.lab.caches),
+            "mixed_flat_out_rps": flat_out["rps"],
+            "fault_rate": self.rate,
         }
 
     # --- the load generator's own ceiling ----------------------------------------------------------------------
@@ -230,11 +253,11 @@ class Bench:
         targets.append(self.via_lb(STRATEGIES["uncached"], weight=8))
         return targets
 
-    def fault(self, name: str, inject, heal, *, before=10.0, during=10.0, after=12.0, rate=40) -> dict:
+    def fault(self, name: str, inject, heal, *, before=10.0, during=10.0, after=12.0) -> dict:
         users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
         duration = before + during + after
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32,
-                                             duration=duration, rate=rate, timeout=15))
+                                             duration=duration, rate=self.rate, timeout=15))
         started = time.monotonic()
         time.sleep(before)
         inject_at = time.monotonic() - started
@@ -311,29 +334,38 @@ class Bench:
         self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
         users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32, duration=600,
-                                             rate=40, timeout=15, stop_file=stop_file))
+                                             rate=self.rate, timeout=15, stop_file=stop_file))
+        burn_seconds = self.seconds(45)
         try:
             time.sleep(10)
             inject_at = time.time() - load.started
             run = playbook("site.yml under load, nothing to change", "site.yml")
             heal_at = time.time() - load.started
             time.sleep(15)
+            # The control: the same machine's CPUs kept busy by plain loops, nothing else. If the pages slow down
+            # as much as under the converge, sharing the CPUs is what the converge costs them.
+            burn_at = time.time() - load.started
+            burn_cpus(os.cpu_count() or 1, burn_seconds)
+            burn_end = time.time() - load.started
+            time.sleep(10)
         finally:
             self.lab.sh(self.lab.lb, f"touch {stop_file}")
         result = load.result()
         shift = result["started"] - load.started
-        inject_at -= shift
-        heal_at -= shift
+        inject_at, heal_at, burn_at, burn_end = (x - shift for x in (inject_at, heal_at, burn_at, burn_end))
         records = result["records"]
         base = summary(records, 2.0, inject_at)
         return {
+            "burn": {"processes": os.cpu_count() or 1, "at": burn_at, "end": burn_end,
+                     "reads": summary(records, burn_at, burn_end)},
             "name": "site.yml running (nothing to change)",
+            "span": "site.yml running",
             "inject_at": inject_at,
             "heal_at": heal_at,
             "playbook": run,
             "before": base,
             "during": summary(records, inject_at, heal_at),
-            "after": summary(records, heal_at + 2.0),
+            "after": summary(records, heal_at + 2.0, burn_at),
             "all": summary(records),
             "recover_s": time_to_recover(records, inject_at, base["p50_ms"]),
             "series": [[r[0], r[1], r[2]] for r in records],
@@ -366,7 +398,7 @@ class Bench:
         product_ids = [int(path.strip("/").split("/")[1]) for path in self.products[:200]]
         limit = 600
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=readers, connections=32, duration=limit,
-                                             rate=40, timeout=15, stop_file=stop_file))
+                                             rate=self.rate, timeout=15, stop_file=stop_file))
         orders = self.lab.start_load({"users": writers, "products": product_ids, "interval": 0.25,
                                       "duration": limit, "stop_file": stop_file}, script=WRITER_IN_CONTAINER)
         started = load.started
@@ -374,12 +406,18 @@ class Bench:
         try:
             time.sleep(10)
             timeline["primary stopped"] = time.time() - started
+            stopped_wall = time.time()
             self.lab.sh(old, "systemctl stop mariadb")
             time.sleep(10)
             timeline["promotion started"] = time.time() - started
             promote = playbook(f"promote {new}", "playbooks/promote-replica.yml", "-e", f"promote_candidate={new}")
             timeline["promoted"] = time.time() - started
             inventory = self.promoted_inventory(new)
+            # The runbook's order: the web tier first (writes come back once it has the new primary), then the
+            # rest of the stack (grants, firewall rules, replicas) with site.yml.
+            repoint = playbook("web.yml with the new primary in the inventory", "playbooks/web.yml",
+                               "-i", str(inventory))
+            timeline["web tier re-pointed"] = time.time() - started
             follow = playbook("site.yml with the new primary in the inventory", "site.yml", "-i", str(inventory))
             timeline["site.yml done"] = time.time() - started
             time.sleep(15)
@@ -399,26 +437,26 @@ class Bench:
                 "SELECT id FROM shop.orders_order WHERE id IN (%s)" % ",".join(str(o) for o in acknowledged)))
             present = {int(line) for line in out.split()}
         stopped_at = timeline["primary stopped"]
-        resumed = [t for t, step, status, _ in write_records if step == "checkout" and status in (302, 303)
-                   and t > stopped_at]
         statuses: dict[str, int] = {}
         for _, step, status, _ in write_records:
             key = f"{step} {status}"
             statuses[key] = statuses.get(key, 0) + 1
         records = reads["records"]
-        # What the web nodes logged about failed requests, for the report's reader (the lab is rebuilt next).
+        # What the web nodes logged about failed requests since the stop, for the report's reader (the lab is
+        # rebuilt next): each failure's status, path and the exception its traceback ended with.
         errors_logged = {}
         for web in self.lab.web:
-            out = self.lab.sh(web, "journalctl -u shop --since '-15min' --no-pager -o cat | "
-                                   "grep -E '^[a-zA-Z_.]+(Error|Exception|Interrupted)\\b' | sort | uniq -c | "
-                                   "sort -rn | head -8", check=False)
-            errors_logged[web] = out.strip().splitlines()
+            journal = self.lab.sh(web, f"journalctl -u shop --since @{int(stopped_wall) - 1} --no-pager -o cat",
+                                  check=False)
+            errors_logged[web] = logged_failures(journal)
+        outage = write_outage(write_records, stopped_at)
         return {
             "errors_logged": errors_logged,
             "old": old,
             "new": new,
             "timeline": timeline,
             "promote_s": promote["seconds"],
+            "repoint_s": repoint["seconds"],
             "follow_s": follow["seconds"],
             "reads_before": summary(records, 2.0, stopped_at),
             "reads_during": summary(records, stopped_at, timeline["site.yml done"]),
@@ -428,7 +466,9 @@ class Bench:
             "writes": statuses,
             "acknowledged": len(acknowledged),
             "lost": sorted(set(acknowledged) - present),
-            "writes_resumed_s": (min(resumed) - stopped_at) if resumed else None,
+            "writes_failed_from_s": outage["first_failure_s"],
+            "writes_resumed_s": outage["resumed_s"],
+            "write_failures_after_resuming": outage["failures_after_resuming"],
             "series": [[r[0], r[1], r[2]] for r in records],
             "write_series": [[t, step, status] for t, step, status, _ in write_records],
             "rolling_p50": rolling_p50(records),

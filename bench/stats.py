@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def ok(status: int) -> bool:
     """A request succeeded: an answer below 400 (redirects included). 0 is a connection failure or a timeout."""
@@ -62,3 +64,55 @@ def time_to_recover(records, fault_at: float, baseline_p50_ms: float, *, factor:
             # The window [t - 1, t) is the first good one: recovered when it began.
             return max(0.0, t - 1.0 - fault_at)
     return None
+
+
+def write_outage(write_records, stopped_at: float) -> dict:
+    """The writes' outage after the primary stopped, from [t, step, status, ...] records: when the first write
+    failed, when one succeeded again after that, and what the failures after that point were."""
+    after = [r for r in write_records if r[0] >= stopped_at]
+    first_failure = next((r[0] for r in after if not ok(r[2])), None)
+    if first_failure is None:
+        return {"first_failure_s": None, "resumed_s": None, "failures_after_resuming": {}}
+    resumed = next((r[0] for r in after if r[0] > first_failure and ok(r[2])), None)
+    failures_after: dict[str, int] = {}
+    for r in after:
+        if resumed is not None and r[0] > resumed and not ok(r[2]):
+            key = f"{r[1]} {r[2]}"
+            failures_after[key] = failures_after.get(key, 0) + 1
+    return {
+        "first_failure_s": first_failure - stopped_at,
+        "resumed_s": None if resumed is None else resumed - stopped_at,
+        "failures_after_resuming": failures_after,
+    }
+
+
+# The app logs "%(levelname)s %(name)s: %(message)s": "ERROR django.request: Internal Server Error: /path".
+_REQUEST_LOGGED = re.compile(r"^(?:[A-Z]+ django\.request: )?(?P<phrase>[A-Z][A-Za-z ]+): (?P<path>/\S*)$")
+_EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Interrupted|Exit))(?::\s?(?P<text>.*))?$")
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?s left")
+
+
+def logged_failures(journal: str, *, limit: int = 12) -> list[list]:
+    """Django's log of failed requests ("Internal Server Error: /path" and its traceback), counted by status
+    phrase, path and the exception that ended the traceback: [[count, "phrase /path: Exception: text"], ...],
+    most frequent first."""
+    counts: dict[str, int] = {}
+    current: list[str] | None = None  # [phrase, path, last exception line]
+
+    def close():
+        if current is not None:
+            key = f"{current[0]} {current[1]}: {current[2] or '(no traceback)'}"
+            counts[key] = counts.get(key, 0) + 1
+
+    for line in journal.splitlines():
+        line = line.rstrip()
+        started = _REQUEST_LOGGED.match(line)
+        if started:
+            close()
+            current = [started["phrase"], started["path"], ""]
+            continue
+        found = _EXCEPTION.match(line)
+        if found and current is not None:
+            current[2] = _NUMBERS.sub("Ns left", line)[:300]
+    close()
+    return [[n, key] for key, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))][:limit]

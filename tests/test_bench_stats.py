@@ -1,0 +1,80 @@
+"""The benchmark's figures that need no lab: how the primary scenario reads its write log and the web nodes' log."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stats import logged_failures, summary, time_to_recover, write_outage  # noqa: E402
+
+JOURNAL = """\
+ERROR django.request: Service Unavailable: /cart/add/
+Traceback (most recent call last):
+  File "/srv/shop/app/django/db/backends/base/base.py", line 279, in ensure_connection
+    self.connect()
+MySQLdb.OperationalError: (2003, "Can't connect to server on '172.31.250.119' (115)")
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/srv/shop/app/django/core/handlers/exception.py", line 55, in inner
+django.db.utils.OperationalError: (2003, 'no database reachable for alias default: failed none; cooling down 172.31.250.119:3306 (27s left)')
+database alias default: 172.31.250.119:3306 unreachable, marked down for 30s
+ERROR django.request: Service Unavailable: /cart/add/
+Traceback (most recent call last):
+django.db.utils.OperationalError: (2003, 'no database reachable for alias default: failed none; cooling down 172.31.250.119:3306 (3s left)')
+ERROR django.request: Internal Server Error: /orders/checkout/
+Traceback (most recent call last):
+  File "/srv/shop/app/orders/views.py", line 21, in checkout
+django.db.utils.IntegrityError: (1062, "Duplicate entry '7' for key 'PRIMARY'")
+Not Found: /nope/
+"""
+
+
+def test_failed_requests_are_counted_by_status_path_and_final_exception():
+    found = logged_failures(JOURNAL)
+    assert found == [
+        [2, "Service Unavailable /cart/add/: django.db.utils.OperationalError: (2003, 'no database reachable for "
+            "alias default: failed none; cooling down 172.31.250.119:3306 (Ns left)')"],
+        [1, "Internal Server Error /orders/checkout/: django.db.utils.IntegrityError: (1062, \"Duplicate entry "
+            "'7' for key 'PRIMARY'\")"],
+        [1, "Not Found /nope/: (no traceback)"],
+    ]
+
+
+def test_an_exception_logged_outside_a_request_is_not_counted():
+    assert logged_failures("django.db.utils.OperationalError: (2003, 'x')\n") == []
+
+
+def test_the_write_outage_runs_from_the_first_failure_to_the_first_success_after_it():
+    records = [
+        [9.0, "add", 302, 0], [9.1, "checkout", 302, 41],
+        [10.2, "checkout", 302, 42],  # in flight when the primary stopped: not the end of the outage
+        [10.5, "add", 503, 0], [11.0, "add", 503, 0],
+        [40.0, "add", 302, 0], [40.1, "checkout", 500, 0], [40.5, "add", 302, 0], [40.6, "checkout", 302, 43],
+    ]
+    outage = write_outage(records, stopped_at=10.0)
+    assert outage["first_failure_s"] == 0.5
+    assert outage["resumed_s"] == 30.0
+    assert outage["failures_after_resuming"] == {"checkout 500": 1}
+
+
+def test_no_failed_write_means_no_outage():
+    assert write_outage([[11.0, "add", 302, 0]], stopped_at=10.0)["resumed_s"] is None
+
+
+def test_summary_counts_failures_and_leaves_them_out_of_latency():
+    records = [[0.0, 0.010, 200, 0, 0], [0.1, 0.020, 200, 0, 0], [0.2, 5.0, 0, 0, 0], [0.3, 0.030, 503, 0, 0]]
+    figures = summary(records)
+    assert figures["requests"] == 4
+    assert figures["failed"] == 2
+    assert figures["max_ms"] == 20.0
+
+
+def test_recovery_is_when_the_rolling_median_comes_back_and_stays():
+    before = [[t / 10, 0.010, 200, 0, 0] for t in range(0, 100)]
+    slow = [[10 + t / 10, 0.500, 200, 0, 0] for t in range(0, 30)]
+    after = [[13 + t / 10, 0.010, 200, 0, 0] for t in range(0, 50)]
+    recovered = time_to_recover(before + slow + after, 10.0, 10.0)
+    assert recovered is not None and 2.5 <= recovered <= 3.5
+    assert time_to_recover(before + slow, 10.0, 10.0) is None
