@@ -83,6 +83,23 @@ def test_the_demo_catalog_images_are_on_the_media_server_and_regeneration_is_ide
     assert "0 categories and 0 products created" in capsys.readouterr().out
 
 
+def test_a_demo_catalog_rerun_that_creates_nothing_leaves_the_caches_alone(capsys):
+    """site.yml runs the command on every converge: with nothing to create it must not make every cached page
+    stale (a no-change converge under load would rebuild them all)."""
+    from twopass import versions
+
+    call_command("make_demo_catalog", products=60, categories=3)
+    stamps = versions.get("catalog", "categories")
+    call_command("make_demo_catalog", products=60, categories=3)
+    assert versions.get("catalog", "categories") == stamps
+    try:
+        call_command("make_demo_catalog", products=61, categories=3, no_images=True)
+        assert "1 products created" in capsys.readouterr().out
+        assert versions.get("catalog", "categories") != stamps
+    finally:
+        Product.objects.using("default").filter(sku="SKU-000061").delete()
+
+
 def test_storage_reports_a_media_server_that_is_down(refused_port):
     storage = MediaServerStorage(servers=[f"http://127.0.0.1:{refused_port}/media/"], timeout=1)
     with pytest.raises(OSError, match="media server"):

@@ -78,9 +78,11 @@ class Command(BaseCommand):
                 batch = []
         if batch:
             created += self._store(batch, no_images)
-        # bulk_create sends no signals: invalidate what lists products.
-        datacache.refresh()
-        versions.bump("catalog", "categories", *(f"category:{c.pk}" for c in cats))
+        # bulk_create sends no signals: invalidate what lists products, and only when something was created (a
+        # re-run of site.yml must not make every cached page stale and rebuild every shared object under load).
+        if new_cats or created:
+            datacache.refresh()
+            versions.bump("catalog", "categories", *(f"category:{c.pk}" for c in cats))
         self.stdout.write(f"demo catalog: {len(new_cats)} categories and {created} products created, "
                           f"{len(existing)} products already there")
 
