@@ -299,25 +299,29 @@ def render(data: dict, out: Path) -> str:
             "",
             f"The same read load while `site.yml` runs with nothing to change ({converge['playbook']['seconds']:.0f} s, "
             f"{converge['playbook']['changed']} changed). In the lab the control node and every server share this "
-            "machine's CPUs, so this is the cost of Ansible's own work on them, not of a change."
+            "machine's CPUs."
             + (f" Changed: {'; '.join(converge['playbook'].get('changed_tasks', []))}."
                if converge["playbook"]["changed"] and converge["playbook"].get("changed_tasks") else ""),
             "",
-            "| reads | requests | failed | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|---:|",
+            "| reads | requests | failed | p50 ms | p99 ms | runnable processes (median) |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        rows = [("before", converge["before"]), ("during site.yml", converge["during"]),
-                ("after", converge["after"])]
+        runnable = converge.get("runnable_median", {})
+        rows = [("before", converge["before"], runnable.get("before")),
+                ("during site.yml", converge["during"], runnable.get("during site.yml")),
+                ("after", converge["after"], None)]
         burn = converge.get("burn")
         if burn:
-            rows.append((f"{burn['processes']} busy loops on this machine ({burn['end'] - burn['at']:.0f} s), "
-                         "no Ansible", burn["reads"]))
-        for label, f in rows:
-            lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} |")
+            rows.append((f"control: {burn['processes']} busy loops, no Ansible ({burn['end'] - burn['at']:.0f} s)",
+                         burn["reads"], runnable.get("during the busy loops")))
+        for label, f, queue in rows:
+            lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} | "
+                         f"{'–' if queue is None else f'{queue:.0f}'} |")
         if burn:
-            lines += ["", "The last row is the control, in the same run: the machine's CPUs kept busy by as many plain "
-                      "loops as it has CPUs, without Ansible. Latency as high there as during site.yml means the "
-                      "converge costs the pages CPU time on a shared machine, not locks or restarts."]
+            lines += ["", "The control row, measured in the same run: as many plain busy loops as there were extra "
+                      "runnable processes during site.yml (at least one per CPU), without Ansible. Latency as high "
+                      "there as during site.yml would mean the converge costs the pages CPU time on a shared "
+                      "machine; latency much lower there means something else in the run holds the pages up."]
         lines += ["", f"![converge]({image})", ""]
     primary = data.get("primary")
     if primary:

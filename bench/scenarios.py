@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,31 @@ def burn_cpus(processes: int, seconds: float) -> None:
     burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
     for burner in burners:
         burner.wait(timeout=seconds + 30)
+
+
+class RunQueue:
+    """Samples how many processes are runnable on this machine (the 4th field of /proc/loadavg, containers
+    included: they share the kernel), every quarter second, until stopped."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            self.samples.append((time.time() - self.started, running - 1))  # less this reader itself
+
+    def median(self, start: float, end: float) -> float:
+        chosen = sorted(n for t, n in self.samples if start <= t < end)
+        return float(chosen[len(chosen) // 2]) if chosen else 0.0
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class Bench:
@@ -336,28 +362,35 @@ class Bench:
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32, duration=600,
                                              rate=self.rate, timeout=15, stop_file=stop_file))
         burn_seconds = self.seconds(45)
+        sampler = RunQueue(load.started)
         try:
             time.sleep(10)
             inject_at = time.time() - load.started
             run = playbook("site.yml under load, nothing to change", "site.yml")
             heal_at = time.time() - load.started
             time.sleep(15)
-            # The control: the same machine's CPUs kept busy by plain loops, nothing else. If the pages slow down
-            # as much as under the converge, sharing the CPUs is what the converge costs them.
+            # The control: as many busy loops as there were extra runnable processes during site.yml, nothing
+            # else. If the pages slow down as much as under the converge, sharing the CPUs is what it costs them.
+            extra = sampler.median(inject_at, heal_at) - sampler.median(0, inject_at)
+            processes = max(os.cpu_count() or 1, round(extra))
             burn_at = time.time() - load.started
-            burn_cpus(os.cpu_count() or 1, burn_seconds)
+            burn_cpus(processes, burn_seconds)
             burn_end = time.time() - load.started
             time.sleep(10)
         finally:
             self.lab.sh(self.lab.lb, f"touch {stop_file}")
+            sampler.stop()
         result = load.result()
         shift = result["started"] - load.started
+        runnable = {"before": sampler.median(0, inject_at), "during site.yml": sampler.median(inject_at, heal_at),
+                    "during the busy loops": sampler.median(burn_at, burn_end)}
         inject_at, heal_at, burn_at, burn_end = (x - shift for x in (inject_at, heal_at, burn_at, burn_end))
         records = result["records"]
         base = summary(records, 2.0, inject_at)
         return {
-            "burn": {"processes": os.cpu_count() or 1, "at": burn_at, "end": burn_end,
+            "burn": {"processes": processes, "at": burn_at, "end": burn_end,
                      "reads": summary(records, burn_at, burn_end)},
+            "runnable_median": runnable,
             "name": "site.yml running (nothing to change)",
             "span": "site.yml running",
             "inject_at": inject_at,
