@@ -92,13 +92,14 @@ def memcached(src, dst, command, port=11211):
     return _python(node(src), _MEMCACHED, dst, str(port), command)["reply"]
 
 
-def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None):
-    """Run a playbook of this project against the scenario's inventory (plus extra inventory files).
+def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inventory=None):
+    """Run a playbook of this project against the scenario's inventory (plus extra inventory files), or against
+    another inventory given whole.
 
     Returns (return code, output). Used by tests that change the topology or break a server on purpose.
     """
     root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-    cmd = ["ansible-playbook", "-i", INVENTORY]
+    cmd = ["ansible-playbook", "-i", str(inventory or INVENTORY)]
     for extra in extra_inventories:
         cmd += ["-i", str(extra)]
     for key, value in (extra_vars or {}).items():

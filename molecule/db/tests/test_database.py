@@ -18,6 +18,8 @@ SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 # The scale-out test adds db4 to db_replicas with this extra inventory file; every later run keeps it, as an
 # operator's inventory would.
 WITH_DB4 = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "with-db4.yml"
+# Who the promotion test promoted, and the replica it re-pointed.
+PROMOTED = {}
 
 
 def app_password():
@@ -199,6 +201,7 @@ def test_promotion_keeps_every_acknowledged_write():
     flat = " ".join(out.split())
     new_primary = next(h for h in survivors if f"{h} is the primary now" in flat)
     other = next(h for h in survivors if h != new_primary)
+    PROMOTED.update(primary=new_primary, replica=other)
 
     rows = {int(r[0]) for r in sql(new_primary, "SELECT id FROM shop.acks")}
     assert set(acked) <= rows, f"acknowledged but lost: {sorted(set(acked) - rows)[:10]}"
@@ -207,3 +210,40 @@ def test_promotion_keeps_every_acknowledged_write():
     assert rc == 0, err
     assert wait_for_row(other, "probe", marker, 2.0), replica_status(other)
     assert replica_status(other)["Master_Host"] == node(new_primary).interface("eth0").addresses[0]
+
+
+def promoted_inventory(primary, replicas):
+    """The scenario's inventory as the operator edits it after a promotion: the same hosts and connection
+    settings, the new primary under db_primary, the lost and the diverged servers in no group."""
+    source = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    target = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "promoted"
+    target.mkdir(exist_ok=True)
+    (target / "ansible_inventory.yml").write_text(source.read_text())
+    (target / "hosts.yml").write_text(yaml.safe_dump({"dbtest": {"children": {
+        "webservers": {"hosts": {h: None for h in hosts_of("webservers")}},
+        "dbservers": {"children": {"db_primary": {"hosts": {primary: None}},
+                                   "db_replicas": {"hosts": {h: None for h in replicas}}}}}}}))
+    group_vars = target / "group_vars"
+    if not group_vars.exists():
+        group_vars.symlink_to(Path(__file__).resolve().parent.parent / "inventory" / "group_vars")
+    return target
+
+
+def test_site_yml_follows_the_promotion_without_restarting_the_new_primary():
+    assert PROMOTED, "the promotion test did not promote a replica"
+    primary, replica = PROMOTED["primary"], PROMOTED["replica"]
+    main_pid = node(primary).run("systemctl show -p MainPID --value mariadb").stdout.strip()
+    inventory = promoted_inventory(primary, [replica])
+    rc, out = run_playbook("site.yml", inventory=inventory, limit=[primary, replica, *hosts_of("webservers")])
+    assert rc == 0, out[-4000:]
+    # The inventory now names its role: the promotion's override is gone, the role's settings hold, and the
+    # server taking writes was never restarted.
+    assert not node(primary).file("/etc/mysql/mariadb.conf.d/70-promoted.cnf").exists
+    assert "read_only = OFF" in node(primary).file("/etc/mysql/mariadb.conf.d/62-stack-role.cnf").content_string
+    assert node(primary).run("systemctl show -p MainPID --value mariadb").stdout.strip() == main_pid
+    assert sql(primary, "SELECT @@read_only, @@rpl_semi_sync_master_enabled") == [["0", "1"]]
+    assert sql(replica, "SELECT @@read_only, @@rpl_semi_sync_master_enabled") == [["1", "0"]]
+    marker = uuid.uuid4().hex
+    rc, _, err = app_sql(primary, f"INSERT INTO probe (marker) VALUES ('{marker}')")
+    assert rc == 0, err
+    assert wait_for_row(replica, "probe", marker, 2.0), replica_status(replica)
