@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from .scenarios import FAULT_LOAD_SHARE, MAX_FAULT_RATE
+
 
 def ms(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
@@ -257,8 +259,8 @@ def render(data: dict, out: Path) -> str:
             "## Fault injection under load",
             "",
             f"{env.get('fault_rate', 40)} requests/s"
-            + (f" (30% of the {env['mixed_flat_out_rps']:.0f}/s these pages get flat out from 8 connections on this "
-               "machine, at most 40)" if "mixed_flat_out_rps" in env else "")
+            + (f" ({FAULT_LOAD_SHARE:.0%} of the {env['mixed_flat_out_rps']:.0f}/s these pages get flat out from 8 "
+               f"connections on this machine, at most {MAX_FAULT_RATE})" if "mixed_flat_out_rps" in env else "")
             + " (open loop: a stalled request counts from when it should have started) for about 32 s: "
             "category pages, product pages and the uncached page (which reads a replica on every request), half "
             "from logged-in users. The fault starts at 10 s and is healed at 20 s. Failed: a connection error, a "

@@ -142,7 +142,7 @@ class Bench:
         self.threads = int(re.search(r"^threads\s*=\s*(\d+)", uwsgi, re.MULTILINE).group(1))
         # The fault scenarios' steady load: a fixed share of what the stack serves flat out on this machine, so
         # that a fault shows as failures and latency, not as a queue that was there before it.
-        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        users = self.mixed_users()
         flat_out = summary(self.lab.load(self.spec(self.mixed_targets(), users=users, connections=8,
                                                    duration=self.seconds(6), timeout=15))["records"], 1.0)
         self.rate = max(5, min(MAX_FAULT_RATE, round(flat_out["rps"] * FAULT_LOAD_SHARE)))
@@ -268,6 +268,10 @@ class Bench:
         return figures
 
     # --- fault injection ----------------------------------------------------------------------------------------
+    def mixed_users(self) -> list[str]:
+        """The fault runs' users: 200 of them, every other one anonymous (no cookie)."""
+        return [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+
     def mixed_targets(self) -> list[dict]:
         """The fault runs' traffic: cached pages, product pages and the uncached page (which always reads a
         replica), from logged-in and anonymous users alike."""
@@ -280,7 +284,7 @@ class Bench:
         return targets
 
     def fault(self, name: str, inject, heal, *, before=10.0, during=10.0, after=12.0) -> dict:
-        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        users = self.mixed_users()
         duration = before + during + after
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32,
                                              duration=duration, rate=self.rate, timeout=15))
@@ -358,7 +362,7 @@ class Bench:
         converge alone costs the pages."""
         stop_file = "/var/tmp/django-stack-bench-stop"
         self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
-        users = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        users = self.mixed_users()
         load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32, duration=600,
                                              rate=self.rate, timeout=15, stop_file=stop_file))
         burn_seconds = self.seconds(45)
@@ -426,7 +430,7 @@ class Bench:
         old, new = self.lab.primary, self.lab.replicas[0]
         stop_file = "/var/tmp/django-stack-bench-stop"
         self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
-        readers = [c if i % 2 else "" for i, c in enumerate(self.cookies[:200])]
+        readers = self.mixed_users()
         writers = [[c, c.rsplit("=", 1)[1]] for c in self.cookies[200:260]]
         product_ids = [int(path.strip("/").split("/")[1]) for path in self.products[:200]]
         limit = 600
