@@ -303,7 +303,10 @@ def render(data: dict, out: Path) -> str:
             f"{converge['playbook']['changed']} changed). In the lab the control node and every server share this "
             "machine's CPUs."
             + (f" Changed: {'; '.join(converge['playbook'].get('changed_tasks', []))}."
-               if converge["playbook"]["changed"] and converge["playbook"].get("changed_tasks") else ""),
+               if converge["playbook"]["changed"] and converge["playbook"].get("changed_tasks") else "")
+            + (" Docker writes a container's /etc/hosts afresh whenever it starts the container again (the web-node "
+               "fault restarted one), so the common role puts its entries back; on a server nothing else writes it."
+               if any("/etc/hosts" in task for task in converge["playbook"].get("changed_tasks", [])) else ""),
             "",
             "| reads | requests | failed | p50 ms | p99 ms | runnable processes (median) |",
             "|---|---:|---:|---:|---:|---:|",
