@@ -76,6 +76,9 @@ def plot_fault(fault: dict, out: Path) -> str:
     if fault.get("burn"):
         axis.axvspan(fault["burn"]["at"], fault["burn"]["end"], color="#a060c0", alpha=0.2,
                      label="CPUs kept busy (control)")
+    if fault.get("pings"):
+        axis.axvspan(fault["pings"]["at"], fault["pings"]["end"], color="#40a060", alpha=0.2,
+                     label="ansible all -m ping (control)")
     axis.set_yscale("log")
     axis.set_xlabel("seconds")
     axis.set_ylabel("latency (ms)")
@@ -319,6 +322,10 @@ def render(data: dict, out: Path) -> str:
         if burn:
             rows.append((f"control: {burn['processes']} busy loops, no Ansible ({burn['end'] - burn['at']:.0f} s)",
                          burn["reads"], runnable.get("during the busy loops")))
+        pings = converge.get("pings")
+        if pings:
+            rows.append((f"control: Ansible alone, `ansible all -m ping` {pings['runs']} times "
+                         f"({pings['end'] - pings['at']:.0f} s)", pings["reads"], runnable.get("during the pings")))
         for label, f, queue in rows:
             lines.append(f"| {label} | {f['requests']} | {f['failed']} | {ms(f['p50_ms'])} | {ms(f['p99_ms'])} | "
                          f"{'–' if queue is None else f'{queue:.0f}'} |")
@@ -327,6 +334,12 @@ def render(data: dict, out: Path) -> str:
                       "runnable processes during site.yml (at least one per CPU), without Ansible. Latency as high "
                       "there as during site.yml would mean the converge costs the pages CPU time on a shared "
                       "machine; latency much lower there means something else in the run holds the pages up."]
+        if pings:
+            lines += ["", f"The last row: Ansible with nothing to do, one task at a time on all {pings['hosts']} "
+                      "hosts at once (as the common play of site.yml runs its tasks), repeated. Each task starts a "
+                      "Python process in every container at the same moment (a `docker exec` in the lab, where "
+                      "an SSH session would be on real servers); here those processes share this machine's CPUs "
+                      "with the pages, on real servers each runs on its own server's CPUs."]
         lines += ["", f"![converge]({image})", ""]
     primary = data.get("primary")
     if primary:

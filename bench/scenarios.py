@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook
+from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook, tool
 from .stats import logged_failures, rolling_p50, summary, time_to_recover, write_outage
 
 HOST = "localhost"
@@ -71,6 +71,17 @@ def burn_cpus(processes: int, seconds: float) -> None:
     burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
     for burner in burners:
         burner.wait(timeout=seconds + 30)
+
+
+def ansible_pings(seconds: float) -> int:
+    """Ansible alone, nothing to change: `ansible all -m ansible.builtin.ping` over and over for `seconds` (each
+    run one task on every host at once, as in the common play of site.yml). Returns how many runs finished."""
+    runs, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        subprocess.run([tool("ansible"), "all", "-m", "ansible.builtin.ping", "-o"], cwd=ROOT, capture_output=True,
+                       check=True, timeout=120)
+        runs += 1
+    return runs
 
 
 class RunQueue:
@@ -381,19 +392,28 @@ class Bench:
             burn_cpus(processes, burn_seconds)
             burn_end = time.time() - load.started
             time.sleep(10)
+            # The other control: Ansible alone, one task on every host at a time, again and again.
+            pings_at = time.time() - load.started
+            pings = ansible_pings(burn_seconds)
+            pings_end = time.time() - load.started
+            time.sleep(10)
         finally:
             self.lab.sh(self.lab.lb, f"touch {stop_file}")
             sampler.stop()
         result = load.result()
         shift = result["started"] - load.started
         runnable = {"before": sampler.median(0, inject_at), "during site.yml": sampler.median(inject_at, heal_at),
-                    "during the busy loops": sampler.median(burn_at, burn_end)}
-        inject_at, heal_at, burn_at, burn_end = (x - shift for x in (inject_at, heal_at, burn_at, burn_end))
+                    "during the busy loops": sampler.median(burn_at, burn_end),
+                    "during the pings": sampler.median(pings_at, pings_end)}
+        inject_at, heal_at, burn_at, burn_end, pings_at, pings_end = (
+            x - shift for x in (inject_at, heal_at, burn_at, burn_end, pings_at, pings_end))
         records = result["records"]
         base = summary(records, 2.0, inject_at)
         return {
             "burn": {"processes": processes, "at": burn_at, "end": burn_end,
                      "reads": summary(records, burn_at, burn_end)},
+            "pings": {"runs": pings, "hosts": len({h for hosts in self.lab.groups.values() for h in hosts}), "at": pings_at, "end": pings_end,
+                      "reads": summary(records, pings_at, pings_end)},
             "runnable_median": runnable,
             "name": "site.yml running (nothing to change)",
             "span": "site.yml running",
