@@ -61,6 +61,13 @@ class Lab:
     def container(host: str) -> str:
         return PREFIX + host
 
+    def cpu_shares(self) -> dict[str, int]:
+        """Each container's CPU weight (docker's cpu_shares; 0 means docker's default, 1024)."""
+        hosts = sorted({h for hosts in self.groups.values() for h in hosts})
+        out = subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.CpuShares}}",
+                              *(self.container(h) for h in hosts)], check=True, capture_output=True, text=True).stdout
+        return {host: int(shares) or 1024 for host, shares in zip(hosts, out.split())}
+
     def sh(self, host: str, command: str, *, check: bool = True, input: str | None = None,
            timeout: float = 300) -> str:
         result = subprocess.run(["docker", "exec", "-i", self.container(host), "sh", "-c", command], input=input,

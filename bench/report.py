@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from .scenarios import FAULT_LOAD_SHARE, MAX_FAULT_RATE
+from .stats import weights
 
 
 def ms(value: float) -> str:
@@ -134,7 +135,7 @@ def render(data: dict, out: Path) -> str:
         f"{env['duration_s'] / 60:.0f} minutes. Machine: {env['cpus']} CPUs, {env['memory_gib']:.0f} GiB, "
         f"{env['kernel']}. The lab: {env['web_nodes']} web nodes (uWSGI {env['uwsgi_processes']} processes × "
         f"{env['uwsgi_threads']} threads each), {env['replicas']} read replicas, {env['cache_nodes']} memcached "
-        f"nodes, Debian {env['nodes_debian']} containers all sharing this machine's CPUs, release "
+        f"nodes, Debian {env['nodes_debian']} containers all sharing this machine's CPUs{weights(env)}, release "
         f"`{env['release']}`.",
         "",
         *([env["note"], ""] if env.get("note") else []),

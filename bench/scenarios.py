@@ -171,6 +171,7 @@ class Bench:
             "cache_nodes": len(self.lab.caches),
             "mixed_flat_out_rps": flat_out["rps"],
             "fault_rate": self.rate,
+            "cpu_shares": self.lab.cpu_shares(),
         }
 
     # --- the load generator's own ceiling ----------------------------------------------------------------------

@@ -116,3 +116,17 @@ def logged_failures(journal: str, *, limit: int = 12) -> list[list]:
             current[2] = _NUMBERS.sub("Ns left", line)[:300]
     close()
     return [[n, key] for key, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))][:limit]
+
+
+def weights(env: dict) -> str:
+    """The report's " (lb1, web1, web2 with 4× the others' CPU weight)", when the containers' CPU weights differ."""
+    shares = env.get("cpu_shares") or {}
+    if len(set(shares.values())) < 2:
+        return ""
+    low = min(shares.values())
+    groups: dict[int, list[str]] = {}
+    for host, weight in sorted(shares.items()):
+        if weight != low:
+            groups.setdefault(weight, []).append(host)
+    return " (" + "; ".join(f"{', '.join(hosts)} with {weight / low:g}×" for weight, hosts in
+                            sorted(groups.items(), reverse=True)) + " the others' CPU weight)"

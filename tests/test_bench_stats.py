@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import logged_failures, summary, time_to_recover, write_outage  # noqa: E402
+from bench.stats import logged_failures, summary, time_to_recover, weights, write_outage  # noqa: E402
 
 JOURNAL = """\
 ERROR django.request: Service Unavailable: /cart/add/
@@ -78,3 +78,10 @@ def test_recovery_is_when_the_rolling_median_comes_back_and_stays():
     recovered = time_to_recover(before + slow + after, 10.0, 10.0)
     assert recovered is not None and 2.5 <= recovered <= 3.5
     assert time_to_recover(before + slow, 10.0, 10.0) is None
+
+
+def test_the_report_names_the_containers_that_weigh_more():
+    shares = {"lb1": 4096, "web1": 4096, "web2": 4096, "db1": 1024, "cache1": 1024}
+    assert weights({"cpu_shares": shares}) == " (lb1, web1, web2 with 4× the others' CPU weight)"
+    assert weights({"cpu_shares": {"lb1": 1024, "db1": 1024}}) == ""
+    assert weights({}) == ""
