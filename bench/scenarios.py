@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook, tool
-from .stats import logged_failures, rolling_p50, summary, time_to_recover, write_outage
+from .stats import logged_failures, rolling_p50, slow_requests, summary, time_to_recover, write_outage
 
 HOST = "localhost"
 STRATEGIES = {
@@ -487,8 +487,9 @@ class Bench:
         for key in timeline:
             timeline[key] -= shift
         write_shift = writes["started"] - reads["started"]
-        write_records = [[t + write_shift, step, status, order] for t, step, status, order in writes["records"]]
-        acknowledged = [order for _, step, status, order in write_records if step == "checkout" and order]
+        write_records = [[t + write_shift, step, status, order, seconds, error]
+                         for t, step, status, order, seconds, error in writes["records"]]
+        acknowledged = [order for _, step, status, order, _, _ in write_records if step == "checkout" and order]
         present = set()
         if acknowledged:
             out = self.lab.sh(new, "mariadb -N -e " + shlex.quote(
@@ -496,20 +497,25 @@ class Bench:
             present = {int(line) for line in out.split()}
         stopped_at = timeline["primary stopped"]
         statuses: dict[str, int] = {}
-        for _, step, status, _ in write_records:
+        for _, step, status, *_ in write_records:
             key = f"{step} {status}"
             statuses[key] = statuses.get(key, 0) + 1
         records = reads["records"]
         # What the web nodes logged about failed requests since the stop, for the report's reader (the lab is
         # rebuilt next): each failure's status, path and the exception its traceback ended with.
-        errors_logged = {}
+        errors_logged, slow_writes_logged = {}, {}
         for web in self.lab.web:
             journal = self.lab.sh(web, f"journalctl -u shop --since @{int(stopped_wall) - 1} --no-pager -o cat",
                                   check=False)
             errors_logged[web] = logged_failures(journal)
+            slow_writes_logged[web] = slow_requests(journal, "POST", 5000)
         outage = write_outage(write_records, stopped_at)
         return {
             "errors_logged": errors_logged,
+            "slow_writes_logged": slow_writes_logged,
+            # Every write that got no answer: [t, step, seconds waited, why].
+            "writes_unanswered": [[t, step, seconds, error] for t, step, status, _, seconds, error in write_records
+                                  if status == 0],
             "old": old,
             "new": new,
             "timeline": timeline,
@@ -528,6 +534,6 @@ class Bench:
             "writes_resumed_s": outage["resumed_s"],
             "write_failures_after_resuming": outage["failures_after_resuming"],
             "series": [[r[0], r[1], r[2]] for r in records],
-            "write_series": [[t, step, status] for t, step, status, _ in write_records],
+            "write_series": [[t, step, status] for t, step, status, *_ in write_records],
             "rolling_p50": rolling_p50(records),
         }

@@ -130,3 +130,18 @@ def weights(env: dict) -> str:
             groups.setdefault(weight, []).append(host)
     return " (" + "; ".join(f"{', '.join(hosts)} with {weight / low:g}×" for weight, hosts in
                             sorted(groups.items(), reverse=True)) + " the others' CPU weight)"
+
+
+UWSGI_REQUEST = re.compile(r"\} \[[^\]]+\] (?P<method>[A-Z]+) (?P<path>\S+) => generated \d+ bytes in (?P<ms>\d+) msecs "
+                           r"\(HTTP/[\d.]+ (?P<status>\d+)\)")
+
+
+def slow_requests(journal: str, method: str, over_ms: int, limit: int = 20) -> list[str]:
+    """uWSGI's request log lines (the shop unit's journal) of `method` requests that took over `over_ms`:
+    "<ms> ms <status> <path>" in the order they were logged."""
+    found = []
+    for line in journal.splitlines():
+        hit = UWSGI_REQUEST.search(line)
+        if hit and hit["method"] == method and int(hit["ms"]) > over_ms:
+            found.append(f"{hit['ms']} ms {hit['status']} {hit['path']}")
+    return found[:limit]

@@ -6,8 +6,9 @@ a replica promoted. It reads a JSON spec on stdin:
     {"users": [[cookie header, csrf token], ...], "products": [id, ...], "interval": 0.25,
      "duration": 300, "stop_file": "/var/tmp/..."}
 
-and writes {"started": <unix time>, "records": [[t, step, status, order id or 0], ...]} where step is "add" (a
-product into the cart) or "checkout" (the order: acknowledged when the answer is a redirect to /orders/<id>/).
+and writes {"started": <unix time>, "records": [[t, step, status, order id or 0, seconds, error], ...]} where step
+is "add" (a product into the cart) or "checkout" (the order: acknowledged when the answer is a redirect to
+/orders/<id>/); status 0 means no answer, and error then says why ("timeout", or the exception's name).
 It stops after the duration, or earlier once the stop file exists.
 """
 
@@ -25,7 +26,7 @@ import urllib.parse
 ORDER = re.compile(r"/orders/(\d+)/$")
 
 
-def post(path: str, cookie: str, form: dict, timeout: float = 10) -> tuple[int, str]:
+def post(path: str, cookie: str, form: dict, timeout: float = 10) -> tuple[int, str, str]:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -37,9 +38,11 @@ def post(path: str, cookie: str, form: dict, timeout: float = 10) -> tuple[int, 
             "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "django-stack-bench-writer"})
         response = connection.getresponse()
         response.read()
-        return response.status, response.getheader("Location") or ""
-    except (OSError, http.client.HTTPException):
-        return 0, ""
+        return response.status, response.getheader("Location") or "", ""
+    except TimeoutError:
+        return 0, "", "timeout"
+    except (OSError, http.client.HTTPException) as error:
+        return 0, "", type(error).__name__
     finally:
         connection.close()
 
@@ -57,13 +60,14 @@ def main() -> int:
         product = products[i % len(products)]
         i += 1
         begin = time.monotonic()
-        status, _ = post("/cart/add/", cookie, {"product": product, "csrfmiddlewaretoken": token})
-        records.append([round(begin - t0, 3), "add", status, 0])
+        status, _, error = post("/cart/add/", cookie, {"product": product, "csrfmiddlewaretoken": token})
+        records.append([round(begin - t0, 3), "add", status, 0, round(time.monotonic() - begin, 3), error])
         if status in (301, 302, 303):
             begin = time.monotonic()
-            status, location = post("/orders/checkout/", cookie, {"csrfmiddlewaretoken": token})
+            status, location, error = post("/orders/checkout/", cookie, {"csrfmiddlewaretoken": token})
             found = ORDER.search(location)
-            records.append([round(begin - t0, 3), "checkout", status, int(found.group(1)) if found else 0])
+            records.append([round(begin - t0, 3), "checkout", status, int(found.group(1)) if found else 0,
+                            round(time.monotonic() - begin, 3), error])
         time.sleep(max(0.0, interval - (time.monotonic() - begin)))
     json.dump({"started": started_wall, "records": records}, sys.stdout)
     return 0

@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import logged_failures, summary, time_to_recover, weights, write_outage  # noqa: E402
+from bench.stats import (  # noqa: E402
+    logged_failures, slow_requests, summary, time_to_recover, weights, write_outage)
 
 JOURNAL = """\
 ERROR django.request: Service Unavailable: /cart/add/
@@ -85,3 +86,18 @@ def test_the_report_names_the_containers_that_weigh_more():
     assert weights({"cpu_shares": shares}) == " (lb1, web1, web2 with 4× the others' CPU weight)"
     assert weights({"cpu_shares": {"lb1": 1024, "db1": 1024}}) == ""
     assert weights({}) == ""
+
+
+def test_slow_requests_come_from_uwsgis_request_log():
+    journal = "\n".join([
+        "[pid: 3856|app: 0|req: 1/1] 172.31.240.9 () {46 vars in 900 bytes} [Wed Nov 25 09:40:00 2026] "
+        "POST /orders/checkout/ => generated 0 bytes in 10234 msecs (HTTP/1.1 302) 7 headers in 400 bytes "
+        "(1 switches on core 0)",
+        "[pid: 3856|app: 0|req: 2/2] 172.31.240.9 () {46 vars in 900 bytes} [Wed Nov 25 09:40:01 2026] "
+        "POST /cart/add/ => generated 0 bytes in 25 msecs (HTTP/1.1 302) 7 headers in 400 bytes (1 switches on core 0)",
+        "[pid: 3857|app: 0|req: 1/3] 172.31.240.9 () {46 vars in 900 bytes} [Wed Nov 25 09:40:02 2026] "
+        "GET /c/cat-001/ => generated 9000 bytes in 9000 msecs (HTTP/1.1 200) 7 headers in 400 bytes (1 switches on core 0)",
+        "WSGI app 0 (mountpoint='') ready in 1 seconds on interpreter 0xa84590 pid: 3858 (default app)",
+    ])
+    assert slow_requests(journal, "POST", 5000) == ["10234 ms 302 /orders/checkout/"]
+    assert slow_requests(journal, "GET", 5000) == ["9000 ms 200 /c/cat-001/"]
