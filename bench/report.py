@@ -126,6 +126,26 @@ def plot_primary(primary: dict, out: Path) -> str:
     return name
 
 
+def unanswered_writes(primary: dict) -> list[str]:
+    """The writes that got no answer (status 0), and the POSTs the web nodes logged as slow, if any."""
+    unanswered = primary.get("writes_unanswered") or []
+    slow = {web: found for web, found in (primary.get("slow_writes_logged") or {}).items() if found}
+    abnormal = primary.get("writes_abnormal_at_lb") or []
+    if not unanswered and not slow and not abnormal:
+        return []
+    stopped = primary["timeline"]["primary stopped"]
+    lines = [f"Writes that got no answer (seconds after the stop, step, how long the writer waited, why): "
+             + ("; ".join(f"{t - stopped:.0f} s {step} {seconds:.1f} s {error}"
+                          for t, step, seconds, error in unanswered) or "none") + ".", ""]
+    if slow:
+        lines += ["POSTs the web nodes logged as taking over 5 s (uWSGI's request log):", "", "```",
+                  *[f"{web}: {line}" for web, found in slow.items() for line in found], "```", ""]
+    if abnormal:
+        lines += ["POSTs HAProxy logged as ended abnormally (termination state, status, server, timers "
+                  "Tq/Tw/Tc/Tr/Tt in ms, path):", "", "```", *abnormal, "```", ""]
+    return lines
+
+
 def render(data: dict, out: Path) -> str:
     env = data["environment"]
     lines = [
@@ -401,6 +421,7 @@ def render(data: dict, out: Path) -> str:
               for count, line in found],
             "```",
             "",
+            *unanswered_writes(primary),
             f"![primary]({image})",
             "",
         ]

@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook, tool
-from .stats import logged_failures, rolling_p50, slow_requests, summary, time_to_recover, write_outage
+from .stats import (haproxy_abnormal, logged_failures, rolling_p50, slow_requests, summary, time_to_recover,
+                    write_outage)
 
 HOST = "localhost"
 STRATEGIES = {
@@ -509,10 +510,14 @@ class Bench:
                                   check=False)
             errors_logged[web] = logged_failures(journal)
             slow_writes_logged[web] = slow_requests(journal, "POST", 5000)
+        haproxy_journal = self.lab.sh(self.lab.lb, f"journalctl -t haproxy --since @{int(stopped_wall) - 1} "
+                                      "--no-pager -o cat", check=False)
         outage = write_outage(write_records, stopped_at)
         return {
             "errors_logged": errors_logged,
             "slow_writes_logged": slow_writes_logged,
+            # POSTs that HAProxy logged as ended abnormally (its termination state): who closed, and when.
+            "writes_abnormal_at_lb": haproxy_abnormal(haproxy_journal, "POST"),
             # Every write that got no answer: [t, step, seconds waited, why].
             "writes_unanswered": [[t, step, seconds, error] for t, step, status, _, seconds, error in write_records
                                   if status == 0],

@@ -145,3 +145,18 @@ def slow_requests(journal: str, method: str, over_ms: int, limit: int = 20) -> l
         if hit and hit["method"] == method and int(hit["ms"]) > over_ms:
             found.append(f"{hit['ms']} ms {hit['status']} {hit['path']}")
     return found[:limit]
+
+
+HAPROXY_REQUEST = re.compile(r"\] (?P<frontend>\S+) (?P<server>\S+) (?P<timers>-?\d+/-?\d+/-?\d+/-?\d+/-?\d+) "
+                             r"(?P<status>-?\d+) \d+ \S+ \S+ (?P<state>\S{4}) .*\"(?P<method>[A-Z]+) (?P<path>\S+)")
+
+
+def haproxy_abnormal(journal: str, method: str, limit: int = 20) -> list[str]:
+    """HAProxy's request log lines (journalctl -t haproxy) of `method` requests that did not end normally (a
+    termination state other than "----"): "<state> <status> <server> <timers> <path>"."""
+    found = []
+    for line in journal.splitlines():
+        hit = HAPROXY_REQUEST.search(line)
+        if hit and hit["method"] == method and hit["state"] != "----":
+            found.append(f"{hit['state']} {hit['status']} {hit['server']} {hit['timers']} {hit['path']}")
+    return found[:limit]

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stats import (  # noqa: E402
-    logged_failures, slow_requests, summary, time_to_recover, weights, write_outage)
+    haproxy_abnormal, logged_failures, slow_requests, summary, time_to_recover, weights, write_outage)
 
 JOURNAL = """\
 ERROR django.request: Service Unavailable: /cart/add/
@@ -101,3 +101,16 @@ def test_slow_requests_come_from_uwsgis_request_log():
     ])
     assert slow_requests(journal, "POST", 5000) == ["10234 ms 302 /orders/checkout/"]
     assert slow_requests(journal, "GET", 5000) == ["9000 ms 200 /c/cat-001/"]
+
+
+def test_abnormal_requests_come_from_haproxys_request_log():
+    journal = "\n".join([
+        '127.0.0.1:27120 [25/Nov/2026:09:36:33.899] www~ web/web1 0/0/0/5/5 200 464 - - ---- 1/1/0/0/0 0/0 '
+        '"GET /healthz HTTP/1.1"',
+        '127.0.0.1:27121 [25/Nov/2026:09:36:34.000] www~ web/web2 0/0/0/-1/8 502 204 - - SH-- 2/2/1/1/0 0/0 '
+        '"POST /orders/checkout/ HTTP/1.1"',
+        '127.0.0.1:27122 [25/Nov/2026:09:36:35.000] www~ web/web1 0/0/0/9/9 302 300 - - ---- 2/2/1/1/0 0/0 '
+        '"POST /cart/add/ HTTP/1.1"',
+    ])
+    assert haproxy_abnormal(journal, "POST") == ["SH-- 502 web/web2 0/0/0/-1/8 /orders/checkout/"]
+    assert haproxy_abnormal(journal, "GET") == []

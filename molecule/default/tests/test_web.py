@@ -221,6 +221,14 @@ def test_health_checks_stay_out_of_the_request_log():
     assert "GET /healthz" not in log  # HAProxy's checks, every 2 s since the start, are not
 
 
+def test_haproxy_logs_each_request_to_the_journal():
+    lb = node(hosts_of("loadbalancers")[0])
+    browse(("GET", "/c/cat-003/?logged=haproxy", None))
+    log = lb.run("journalctl -t haproxy --no-pager -o cat").stdout
+    # Client, frontend, backend/server, timings, status, termination state, the request line.
+    assert [line for line in log.splitlines() if " www~ web/" in line and "GET /c/cat-003/?logged=haproxy" in line]
+
+
 def _during(action, count=60, pause=0.05):
     """Sequential requests through the load balancer while action() runs; their status codes."""
     import threading
