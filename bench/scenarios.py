@@ -518,6 +518,7 @@ class Bench:
             "slow_writes_logged": slow_writes_logged,
             # POSTs that HAProxy logged as ended abnormally (its termination state): who closed, and when.
             "writes_abnormal_at_lb": haproxy_abnormal(haproxy_journal, "POST"),
+            "writes_logged_at_lb": haproxy_journal.count('"POST '),
             # Every write that got no answer: [t, step, seconds waited, why].
             "writes_unanswered": [[t, step, seconds, error] for t, step, status, _, seconds, error in write_records
                                   if status == 0],
