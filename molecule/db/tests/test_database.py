@@ -224,8 +224,12 @@ def promoted_inventory(primary, replicas):
         "dbservers": {"children": {"db_primary": {"hosts": {primary: None}},
                                    "db_replicas": {"hosts": {h: None for h in replicas}}}}}}}))
     group_vars = target / "group_vars"
-    if not group_vars.exists():
-        group_vars.symlink_to(Path(__file__).resolve().parent.parent / "inventory" / "group_vars")
+    shared = Path(__file__).resolve().parent.parent / "inventory" / "group_vars"
+    # The ephemeral directory can outlive a checkout: a link left by a run from another one may dangle.
+    if group_vars.is_symlink() and group_vars.resolve() != shared:
+        group_vars.unlink()
+    if not group_vars.is_symlink():
+        group_vars.symlink_to(shared)
     return target
 
 
