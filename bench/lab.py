@@ -56,6 +56,7 @@ class Lab:
         self.replicas = self.groups["db_replicas"]
         self.caches = self.groups["cacheservers"]
         self.media = self.groups["mediaservers"][0]
+        self.hosts = sorted({host for hosts in self.groups.values() for host in hosts})
 
     @staticmethod
     def container(host: str) -> str:
@@ -63,10 +64,10 @@ class Lab:
 
     def cpu_shares(self) -> dict[str, int]:
         """Each container's CPU weight (docker's cpu_shares; 0 means docker's default, 1024)."""
-        hosts = sorted({h for hosts in self.groups.values() for h in hosts})
         out = subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.CpuShares}}",
-                              *(self.container(h) for h in hosts)], check=True, capture_output=True, text=True).stdout
-        return {host: int(shares) or 1024 for host, shares in zip(hosts, out.split())}
+                              *(self.container(h) for h in self.hosts)], check=True, capture_output=True,
+                             text=True).stdout
+        return {host: int(shares) or 1024 for host, shares in zip(self.hosts, out.split())}
 
     def sh(self, host: str, command: str, *, check: bool = True, input: str | None = None,
            timeout: float = 300) -> str:
