@@ -2,7 +2,8 @@
 
 Checks the cache (a set and a get of this process's own key) and every database alias (``SELECT 1`` on its
 connection; failover applies, and a host in its cool-down is skipped at once, so a dead database costs no
-connect timeout here). Answers 200 when the node can serve reads, that is when at least one database alias
+connect timeout here). Each alias reports the state of *its own* server: a replica whose reads failed over to
+another server is ``down`` (``failover`` names the server that answers for it instead). Answers 200 when the node can serve reads, that is when at least one database alias
 answers, with ``"status": "ok"`` or ``"degraded"`` (the cache or the primary is down: pages are slower, or writes
 get the read-only page, but taking every web node out of the pool would be worse). Answers 503 when no
 database answers. Never cached; uWSGI keeps it out of the request log.
@@ -23,17 +24,23 @@ from replicas.router import topology
 _KEY = f"healthz:{socket.gethostname()}:{os.getpid()}"
 
 
-def _database_ok(alias: str) -> bool:
+def _database_state(alias: str) -> tuple[bool, str | None]:
+    """(whether the alias answers at all, the address answering for it when that is not its own server)."""
+    connection = connections[alias]
     try:
-        connection = connections[alias]
         connection.close_if_unusable_or_obsolete()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-        return True
     except Exception:  # noqa: BLE001 - any failure means "not usable", reported in the body
-        connections[alias].close()
-        return False
+        connection.close()
+        return False, None
+    own = connection.settings_dict.get("FAILOVER") or [connection.settings_dict]
+    own_address = (own[0]["HOST"], int(own[0].get("PORT") or 3306))
+    address = getattr(connection, "connected_address", None)
+    if address is not None and address != own_address:
+        return True, f"{address[0]}:{address[1]}"
+    return True, None
 
 
 @never_cache
@@ -43,12 +50,16 @@ def healthz(request):
     except Exception:  # noqa: BLE001
         cache_ok = False
     primary, replicas = topology()
-    databases = {alias: _database_ok(alias) for alias in (primary, *replicas)}
-    readable = any(databases.values())
-    status = "ok" if cache_ok and all(databases.values()) else ("degraded" if readable else "down")
+    states = {alias: _database_state(alias) for alias in (primary, *replicas)}
+    readable = any(answers for answers, _ in states.values())
+    own_ok = {alias: answers and served_by is None for alias, (answers, served_by) in states.items()}
+    status = "ok" if cache_ok and all(own_ok.values()) else ("degraded" if readable else "down")
     body = {
         "status": status,
         "cache": "ok" if cache_ok else "down",
-        "databases": {alias: "ok" if ok else "down" for alias, ok in databases.items()},
+        "databases": {alias: "ok" if ok else "down" for alias, ok in own_ok.items()},
     }
+    failover = {alias: served_by for alias, (answers, served_by) in states.items() if served_by}
+    if failover:
+        body["failover"] = failover
     return JsonResponse(body, status=200 if readable else 503)

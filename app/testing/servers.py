@@ -287,3 +287,8 @@ class Handle:
         entry["pid"] = process.pid
         self.state_path.write_text(json.dumps(state))
         wait_port(entry["port"])
+
+    def sql(self, statement: str) -> str:
+        """Run ``statement`` as root on this MariaDB server (through its socket); return what it printed."""
+        entry = self._state()["servers"][self.name]
+        return sql(Server(self.name, entry["port"], entry["argv"], Path(entry["log"])), statement)

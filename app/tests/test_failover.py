@@ -162,3 +162,69 @@ def test_a_read_inside_a_transaction_is_not_sent_again(freezable, real_replica):
         with pytest.raises(OperationalError), transaction.atomic(using="replica_1"):
             freezable.freeze()
             reached("replica_1")
+
+
+def test_a_slow_query_is_not_a_dead_replica(real_replica, primary_server, caplog):
+    """A read longer than replica_read_timeout on a server that answers: an error, nothing marked down, not re-run
+    on the next server (where it would be slow too, and mark that one down as well)."""
+    from django.db import OperationalError
+
+    caplog.set_level(logging.WARNING, logger="shop.db.failover")
+    with swapped_databases([real_replica], connect_timeout=1, replica_read_timeout=1):
+        assert reached("replica_1")[1] == ("127.0.0.1", real_replica.port)
+        with pytest.raises(OperationalError), connections["replica_1"].cursor() as cursor:
+            cursor.execute("SELECT SLEEP(3)")
+        assert not registry.is_down(("127.0.0.1", real_replica.port))
+        assert not registry.is_down(("127.0.0.1", primary_server.port))
+        assert "the query is slow, the server is not down" in " ".join(r.getMessage() for r in caplog.records)
+        # The next read goes to the same replica, at once.
+        took, address = reached("replica_1")
+        assert address == ("127.0.0.1", real_replica.port) and took < 0.5
+
+
+def test_a_broken_connection_to_a_replica_that_answers_is_replaced_not_failed_over(real_replica, replica_server):
+    """The connection was killed (a restarted server, a proxy's idle timeout): the read is sent again on a new
+    connection to the same server, which is not marked down."""
+    with swapped_databases([real_replica], connect_timeout=1, replica_read_timeout=5):
+        connection = connections["replica_1"]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            (thread_id,) = cursor.fetchone()
+        replica_server.sql(f"KILL CONNECTION {thread_id}")
+        took, address = reached("replica_1")
+        assert address == ("127.0.0.1", real_replica.port)
+        assert not registry.is_down(address)
+        assert took < 1.0, took
+
+
+def test_a_server_found_down_is_skipped_by_every_process_of_the_node(freezable, real_replica, tmp_path):
+    """What one process found (here: a replica that stopped answering) the node's other processes know at once:
+    a dead replica costs one timeout per node, not one per uWSGI worker."""
+    import subprocess
+    import sys
+
+    frozen = ("127.0.0.1", freezable.port)
+    with swapped_databases([host(freezable.port), real_replica], connect_timeout=1, replica_read_timeout=1):
+        assert reached("replica_1")[1] == frozen
+        freezable.freeze()
+        assert reached("replica_1")[1] == ("127.0.0.1", real_replica.port)
+        # Another process of this node, as another uWSGI worker is.
+        script = ("import sys; from dbfailover import registry; "
+                  f"print(registry.is_down(('127.0.0.1', {freezable.port})), "
+                  f"registry.down_for(('127.0.0.1', {freezable.port})) > 1)")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
+
+
+def test_healthz_reports_each_replicas_own_server(refused_port, real_replica):
+    """A replica alias that failed over still answers, but /healthz says its own server is down (and which server
+    answers for it instead)."""
+    import json
+
+    with swapped_databases([host(refused_port), real_replica], connect_timeout=1):
+        response = Client().get("/healthz")
+    body = json.loads(response.content)
+    assert response.status_code == 200
+    assert body["databases"] == {"default": "ok", "replica_1": "down", "replica_2": "ok"}, body
+    assert body["failover"] == {"replica_1": f"127.0.0.1:{real_replica.port}"}
+    assert body["status"] == "degraded"

@@ -5,7 +5,7 @@ Named to run last: it stops and restarts the primary of the bench.
 
 import json
 
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.test import Client
 
 from dbfailover import registry
@@ -59,3 +59,42 @@ def test_primary_down_reads_work_and_writes_get_the_read_only_page(logged_in, pr
     response = client.post("/orders/checkout/", {"csrfmiddlewaretoken": token})
     assert response.status_code == 302
     assert Order.objects.using("default").count() == orders_before + 1
+
+
+def test_a_restarted_primary_takes_writes_within_a_second_of_answering(logged_in, primary_server):
+    """systemctl restart mariadb on the primary: the persistent connections break (their health-check ping fails)
+    and writes during the restart fail; the first write after the primary answers again succeeds. The single
+    primary is never skipped for a cool-down (before: ping failure -> marked down -> 503s for the whole
+    cool-down)."""
+    import time
+
+    client, user = logged_in(raise_request_exception=False)
+    from catalog.models import Product
+    product = Product.objects.order_by("id").first()
+    page = client.get("/c/cat-001/")
+    token = CSRF_INPUT.findall(page.content)[-1].decode()
+    # A persistent connection to the primary is open (CONN_MAX_AGE, health checks on).
+    assert client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token}).status_code == 302
+    assert connections["default"].connection is not None
+
+    primary_server.stop()
+    try:
+        close_old_connections()
+        # A write while it is down: refused at once, the read-only page.
+        response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token})
+        assert response.status_code == 503
+    finally:
+        primary_server.start()
+    answered = time.monotonic()
+    statuses = []
+    while True:
+        # What the WSGI handler does at the start of each request (Django's test client does not).
+        close_old_connections()
+        response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token})
+        statuses.append(response.status_code)
+        if response.status_code == 302 or time.monotonic() - answered > 10:
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - answered
+    assert statuses[-1] == 302, statuses
+    assert took < 1.0, f"writes came back {took:.1f}s after the primary answered ({len(statuses)} tries)"

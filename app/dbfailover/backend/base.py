@@ -2,22 +2,31 @@
 
 ``get_new_connection`` walks the alias's ``FAILOVER`` addresses in order. Each address is complete (host, port,
 user, password), so a replica on another port or with its own credentials is really tried, not the dead host
-again. An address that fails with a connection error is marked down for ``FAILOVER_COOLDOWN`` seconds and
-skipped at once by every later connection of the process until the cool-down ends. When the connection had to
-use a fallback, it is closed at the end of a request once the preferred address's cool-down is over, so traffic
-returns to it.
+again. Only a **new** connection that fails (refused, or no handshake within ``connect_timeout``) marks a server
+down, for ``FAILOVER_COOLDOWN`` seconds, shared by every process of the node (:mod:`dbfailover.registry`); later
+connections skip it at once. The last address of the list (the primary: the only one of ``default``) is never
+skipped: a restarted primary takes writes again on the first request after it answers. When the connection had
+to use a fallback, it is closed at the end of a request once the preferred address's cool-down is over, so
+traffic returns to it.
 
-Beyond connecting: a server can also stop answering on a connection that is already open (a network partition,
-a frozen host): nothing is refused, reads just hang. Replicas therefore get a short read timeout
-(``replica_read_timeout``), and a read on a replica alias that fails with a connection error outside a
-transaction marks that server down and is sent again on a new connection, which fails over. Other threads of the
-process then drop their open connections to that server at their next request instead of each waiting for the
-read timeout.
+An established connection that broke (a restarted server, a failed health-check ping) is closed and replaced
+by a new one; that alone never marks its server down. A server can also stop answering on an open connection
+(a network partition, a frozen host): nothing is refused, reads just hang. Replicas therefore get a short read
+timeout (``replica_read_timeout``). When a replica's read fails with a connection error outside a transaction,
+a new connection to the same server is the probe that tells the two cases apart:
+
+- the probe cannot connect: the server stopped answering. It is marked down (for the whole node) and the read is
+  sent again on a new connection, which fails over;
+- the probe connects and the read had run into the read timeout: the server answers, the *query* is slow. The
+  error is raised (naming ``replica_read_timeout``), nothing is marked down, nothing is re-run elsewhere;
+- the probe connects and the read had failed at once (a restarted server): the read is sent again on the probe's
+  connection.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db.backends import utils as backend_utils
 from django.db.backends.mysql import base as mysql_base
@@ -61,13 +70,13 @@ class _RetryReadsOnReplica:
     """A cursor wrapper that sends a read again, on a new connection, when a replica stopped answering."""
 
     def _retrying(self, method, sql, params):
+        started = time.monotonic()
         try:
             return method(sql, params)
         except Exception as exc:  # Django's OperationalError, or InterfaceError on a closed connection
             if not self.db.can_retry_read(exc):
                 raise
-            self.db.drop_failed_connection(exc)
-            self.db.ensure_connection()
+            self.db.recover_from_failed_read(exc, time.monotonic() - started)
             self.cursor = self.db.create_cursor()
             return method(sql, params)
 
@@ -105,26 +114,49 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             and is_connection_error(exc)
         )
 
-    def drop_failed_connection(self, exc: BaseException) -> None:
-        """Mark the server of this connection down and close the connection (without waiting on it)."""
+    def _cooldown(self) -> float:
+        return float(self.settings_dict.get("FAILOVER_COOLDOWN", 30))
+
+    def _read_timeout(self) -> float:
+        return float(self.settings_dict.get("OPTIONS", {}).get("read_timeout") or 0)
+
+    def recover_from_failed_read(self, exc: BaseException, took: float) -> None:
+        """A replica's read failed on an established connection: find out why (see the module's docstring) and
+        leave a connection on which the read can be sent again, or raise."""
         address = self.connected_address
-        if address is not None:
-            cooldown = float(self.settings_dict.get("FAILOVER_COOLDOWN", 30))
-            registry.mark_down(address, cooldown)
-            logger.warning("database alias %s: %s stopped answering (%s), marked down for %ss",
-                           self.alias, _label(address), exc, int(cooldown))
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone either way
-            self.connection = None
-        self.connected_address = None
+        self.drop_failed_connection_quietly()
+        timed_out = self._read_timeout() > 0 and took >= 0.9 * self._read_timeout()
+        targets = self._failover_targets()
+        target = next((t for t in targets if self._address(t) == address), None)
+        if target is not None:
+            try:
+                probe = self._connect_to(target, self.get_connection_params())
+            except Database.OperationalError as probe_exc:
+                if not is_connection_error(probe_exc):
+                    raise
+                registry.mark_down(address, self._cooldown())
+                logger.warning("database alias %s: %s stopped answering (%s; a new connection failed: %s), "
+                               "marked down for %ss", self.alias, _label(address), exc, probe_exc,
+                               int(self._cooldown()))
+                self.ensure_connection()  # fails over
+                return
+            try:
+                probe.close()
+            except Database.Error:
+                pass
+            if timed_out:
+                logger.warning("database alias %s: a query ran longer than replica_read_timeout (%ss) on %s, "
+                               "which answers: the query is slow, the server is not down",
+                               self.alias, self._read_timeout(), _label(address))
+                raise exc
+        self.ensure_connection()
 
     def is_usable(self):
+        # A failed ping means this connection is broken, not that its server is down: Django closes it and the
+        # next query opens a new one, and only a failure of *that* marks the server down.
         try:
             self.connection.ping()
-        except Database.Error as exc:
-            if is_connection_error(exc) and self.connected_address is not None:
-                registry.mark_down(self.connected_address, float(self.settings_dict.get("FAILOVER_COOLDOWN", 30)))
+        except Database.Error:
             return False
         return True
 
@@ -141,25 +173,32 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     def drop_failed_connection_quietly(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - see drop_failed_connection
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone either way
             self.connection = None
         self.connected_address = None
 
+    def _connect_to(self, target: dict, conn_params: dict):
+        params = dict(conn_params)
+        params.pop("unix_socket", None)
+        params.update(host=target["HOST"], port=self._address(target)[1], user=target["USER"],
+                      password=target["PASSWORD"])
+        return super().get_new_connection(params)
+
     def get_new_connection(self, conn_params):
-        cooldown = float(self.settings_dict.get("FAILOVER_COOLDOWN", 30))
+        cooldown = self._cooldown()
         targets = self._failover_targets()
         skipped, failed = [], []
         last_error = None
-        for target in targets:
+        for i, target in enumerate(targets):
             address = self._address(target)
-            if registry.is_down(address):
+            last = i == len(targets) - 1
+            # The last address (the primary, and the only address of "default") is never skipped.
+            was_down = registry.is_down(address)
+            if was_down and not last:
                 skipped.append(address)
                 continue
-            params = dict(conn_params)
-            params.pop("unix_socket", None)
-            params.update(host=target["HOST"], port=address[1], user=target["USER"], password=target["PASSWORD"])
             try:
-                connection = super().get_new_connection(params)
+                connection = self._connect_to(target, conn_params)
             except Database.OperationalError as exc:
                 if not is_connection_error(exc):
                     raise
@@ -171,6 +210,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
                     self.alias, _label(address), exc.args[-1] if exc.args else exc, int(cooldown),
                 )
                 continue
+            if was_down:
+                registry.mark_up(address)
+                logger.info("database alias %s: %s answers again", self.alias, _label(address))
             if address != self._address(targets[0]):
                 logger.warning(
                     "database alias %s: failed over to %s (down: %s)",
