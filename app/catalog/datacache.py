@@ -2,8 +2,11 @@
 
 Every page that shows a product (catalog list, category list, product detail, cart) gets it from here, one
 cache entry per product, fetched for a whole page in one ``get_many``; misses are loaded in one query and
-stored. Saving or deleting a product or category invalidates its entries (``catalog.signals``), and
-``manage.py refresh_cache`` rebuilds the hot ones on a schedule so they rarely expire under load.
+stored with ``add`` (a fill never overwrites a newer value written meanwhile). Saving or deleting a product or
+category writes its entries through, **from the primary**, once the change is committed (``catalog.signals``):
+reloading them from a replica that has not applied the change yet would cache the old row for the whole TTL.
+``manage.py refresh_cache`` rebuilds the hot ones on a schedule, from the primary too, so they rarely expire
+under load.
 
 ``cached=False`` everywhere reads straight from the database: the "uncached" strategy of the benchmark.
 """
@@ -14,6 +17,7 @@ from django.core.cache import cache
 from django.db.models import Count
 
 from catalog.models import Category, Product
+from dbfailover.databases import PRIMARY_ALIAS
 
 TTL = 6 * 3600
 # Bump when the shape of the cached data changes: a new release never reads an old release's entries.
@@ -49,8 +53,19 @@ def product_data(product: Product) -> dict:
     }
 
 
-def _load_products(ids) -> dict[int, dict]:
-    return {p.pk: product_data(p) for p in Product.objects.filter(pk__in=list(ids)).select_related("category")}
+def _products_qs(using=None):
+    return Product.objects.using(using) if using else Product.objects.all()
+
+
+def _load_products(ids, using=None) -> dict[int, dict]:
+    rows = _products_qs(using).filter(pk__in=list(ids)).select_related("category")
+    return {p.pk: product_data(p) for p in rows}
+
+
+def _fill(key, value) -> None:
+    # add(), not set(): a write-through of a newer value (a save committed while this request read a replica)
+    # must not be overwritten by what this request read.
+    cache.add(key, value, TTL)
 
 
 def products(ids, *, cached: bool = True) -> list[dict]:
@@ -65,7 +80,8 @@ def products(ids, *, cached: bool = True) -> list[dict]:
     missing = [i for i in ids if i not in found]
     if missing:
         loaded = _load_products(missing)
-        cache.set_many({product_key(i): data for i, data in loaded.items()}, TTL)
+        for i, data in loaded.items():
+            _fill(product_key(i), data)
         found.update(loaded)
     return [found[i] for i in ids if i in found]
 
@@ -85,7 +101,7 @@ def category_ids(category_id: int, *, cached: bool = True) -> list[int]:
     ids = cache.get(category_ids_key(category_id))
     if ids is None:
         ids = _ids(Product.objects.filter(category_id=category_id))
-        cache.set(category_ids_key(category_id), ids, TTL)
+        _fill(category_ids_key(category_id), ids)
     return ids
 
 
@@ -95,12 +111,12 @@ def all_ids(*, cached: bool = True) -> list[int]:
     ids = cache.get(ALL_IDS_KEY)
     if ids is None:
         ids = _ids(Product.objects.all())
-        cache.set(ALL_IDS_KEY, ids, TTL)
+        _fill(ALL_IDS_KEY, ids)
     return ids
 
 
-def _load_categories() -> list[dict]:
-    rows = Category.objects.annotate(product_count=Count("products")).order_by("position", "name")
+def _load_categories(using=None) -> list[dict]:
+    rows = (Category.objects.using(using) if using else Category.objects.all()).annotate(product_count=Count("products")).order_by("position", "name")
     return [
         {"id": c.pk, "name": c.name, "slug": c.slug, "url": c.get_absolute_url(), "count": c.product_count}
         for c in rows
@@ -113,7 +129,7 @@ def categories(*, cached: bool = True) -> list[dict]:
     found = cache.get(CATEGORIES_KEY)
     if found is None:
         found = _load_categories()
-        cache.set(CATEGORIES_KEY, found, TTL)
+        _fill(CATEGORIES_KEY, found)
     return found
 
 
@@ -121,27 +137,47 @@ def category_by_slug(slug: str, *, cached: bool = True) -> dict | None:
     return next((c for c in categories(cached=cached) if c["slug"] == slug), None)
 
 
-def forget_product(pk: int, category_ids_touched) -> None:
-    cache.delete_many(
-        [product_key(pk), ALL_IDS_KEY, CATEGORIES_KEY, *(category_ids_key(c) for c in category_ids_touched)]
-    )
+def write_through_product(pk: int, category_ids_touched, *, lists: bool) -> None:
+    """After a committed change of product ``pk``: its entry from the primary (gone if it was deleted), and, when
+    ``lists`` (created, deleted, moved to another category), the lists that show it."""
+    data = _load_products([pk], using=PRIMARY_ALIAS).get(pk)
+    if data is None:
+        cache.delete(product_key(pk))
+    else:
+        cache.set(product_key(pk), data, TTL)
+    if lists:
+        _write_through_lists(category_ids_touched)
 
 
-def forget_category(category_id: int) -> None:
-    # Product entries carry their category's name and slug: they go too.
-    ids = _ids(Product.objects.filter(category_id=category_id))
-    cache.delete_many([CATEGORIES_KEY, ALL_IDS_KEY, category_ids_key(category_id), *map(product_key, ids)])
+def _write_through_lists(category_ids) -> None:
+    primary = _products_qs(PRIMARY_ALIAS)
+    entries = {ALL_IDS_KEY: _ids(primary), CATEGORIES_KEY: _load_categories(PRIMARY_ALIAS)}
+    for c in category_ids:
+        entries[category_ids_key(c)] = _ids(primary.filter(category_id=c))
+    cache.set_many(entries, TTL)
+
+
+def write_through_category(category_id: int) -> None:
+    """After a committed change of a category: the menu, its list and its products' entries (they carry the
+    category's name and slug), from the primary."""
+    _write_through_lists([category_id])
+    ids = _ids(_products_qs(PRIMARY_ALIAS).filter(category_id=category_id))
+    for start in range(0, len(ids), 500):
+        loaded = _load_products(ids[start:start + 500], using=PRIMARY_ALIAS)
+        cache.set_many({product_key(i): data for i, data in loaded.items()}, TTL)
 
 
 def refresh(chunk: int = 500) -> dict:
-    """Rebuild every shared object from the database (the scheduled ``refresh_cache`` job)."""
-    cats = _load_categories()
+    """Rebuild every shared object from the primary (the scheduled ``refresh_cache`` job): a lagging replica
+    would put old rows back over newer ones."""
+    cats = _load_categories(PRIMARY_ALIAS)
     cache.set(CATEGORIES_KEY, cats, TTL)
-    everything = _ids(Product.objects.all())
+    primary = _products_qs(PRIMARY_ALIAS)
+    everything = _ids(primary)
     cache.set(ALL_IDS_KEY, everything, TTL)
     for category in cats:
-        cache.set(category_ids_key(category["id"]), _ids(Product.objects.filter(category_id=category["id"])), TTL)
+        cache.set(category_ids_key(category["id"]), _ids(primary.filter(category_id=category["id"])), TTL)
     for start in range(0, len(everything), chunk):
-        loaded = _load_products(everything[start:start + chunk])
+        loaded = _load_products(everything[start:start + chunk], using=PRIMARY_ALIAS)
         cache.set_many({product_key(i): data for i, data in loaded.items()}, TTL)
     return {"categories": len(cats), "products": len(everything)}

@@ -7,7 +7,7 @@ production comes from the configuration file named by ``SHOP_CONFIG`` (default `
 from pathlib import Path
 
 from dbfailover import databases
-from shop import config
+from shop import config, release
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG = config.load()
@@ -93,6 +93,8 @@ STATIC_URL = "/static/"
 # Relative to the release (each release collects its own), or absolute.
 STATIC_ROOT = BASE_DIR / CONFIG.static_root
 STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
+# Two-pass pages are cached per release (shop.release): a deploy or a rollback shows on every page at once.
+TWOPASS_RELEASE = release.release_id(BASE_DIR, exclude=(STATIC_ROOT,))
 MEDIA_URL = CONFIG.media.url
 SHOP_MEDIA_SERVERS = list(CONFIG.media.servers)
 SHOP_MEDIA_TIMEOUT = CONFIG.media.timeout

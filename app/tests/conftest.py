@@ -279,3 +279,90 @@ def all_queries():
         for alias, context in contexts.items():
             context.__exit__(None, None, None)
             captured[alias] = [q["sql"] for q in context.captured_queries]
+
+
+class BlackholeProxy(FreezableProxy):
+    """A relay whose packets can be dropped for a while, like a host behind a firewall rule that drops: while
+    ``cut()`` is on, every byte either way is thrown away (nothing is queued for later, unlike a frozen process)
+    and new connections are held unanswered; ``heal()`` passes traffic again."""
+
+    def cut(self):
+        self.frozen.set()
+
+    def heal(self):
+        self.frozen.clear()
+
+    def _pump(self, src, dst):
+        src.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            if self.frozen.is_set():
+                continue  # dropped
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                client = self.listener.accept()[0]
+            except OSError:
+                continue
+            self.sockets.append(client)
+            if self.frozen.is_set():
+                continue  # held open, never answered, like a dropped SYN's retries
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets.append(upstream)
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+
+@pytest.fixture
+def second_memcached(tmp_path):
+    """Another memcached on loopback, behind a relay whose packets can be dropped (``.proxy``)."""
+    import subprocess
+
+    port = bench.free_port()
+    process = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"])
+    try:
+        bench.wait_port(port)
+        proxy = BlackholeProxy(port)
+        try:
+            yield dataclasses.make_dataclass("Memcached", ["port", "proxy"])(port, proxy)
+        finally:
+            proxy.close()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def in_another_thread(func):
+    """Run ``func`` in a new thread (its own cache client and database connections, as another process has);
+    return its result."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = func()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            result["error"] = exc
+        finally:
+            for connection in connections.all():
+                connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]

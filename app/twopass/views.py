@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpResponse
 from django.utils.cache import add_never_cache_headers
@@ -21,7 +22,8 @@ class TwoPassView(View):
     - ``get_cache_key()``: identifies the page (path arguments, page number, …);
     - ``get_dependencies()``: names of the versions (:mod:`twopass.versions`) of the data the page shows.
 
-    The response carries ``X-First-Pass: hit|stale|miss|waited``.
+    The response carries ``X-First-Pass: hit|stale|miss|waited``. First passes are cached per release
+    (``settings.TWOPASS_RELEASE``): a page of another release is never served, not even as a stale copy.
     """
 
     template_name: str = ""
@@ -40,8 +42,9 @@ class TwoPassView(View):
         return first_pass(self.template_name, self.get_shared_context())
 
     def get(self, request, *args, **kwargs):
-        # The key's "2": the entry's format (texts as bytes). Releases side by side in a deploy never read each other's.
-        key = "twopass2:" + self.get_cache_key()
+        # The key's "2": the entry's format (texts as bytes); then the release: releases side by side in a rolling
+        # deploy never read each other's pages, and a deploy or a rollback shows on every page at once.
+        key = f"twopass2:{getattr(settings, 'TWOPASS_RELEASE', '')}:{self.get_cache_key()}"
         names = self.get_dependencies()
         session_key = self._session_cache_key(request)
         # The entry, the versions of what it shows and the user's session, in one round trip to the cache.
