@@ -25,3 +25,12 @@ class OrderLine(models.Model):
     name = models.CharField(max_length=200)
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
     quantity = models.PositiveIntegerField()
+
+
+class Checkout(models.Model):
+    """One row per cart ordered: the cart's token (``cart.cart.token``) is unique, so the same cart makes one
+    order however many times, or however concurrently, its checkout is posted."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="checkout")
+    created = models.DateTimeField(auto_now_add=True)
