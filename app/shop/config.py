@@ -2,14 +2,21 @@
 
 The file is JSON (Ansible writes it with ``to_nice_json``, so quoting is never a question). Its path comes from
 the ``SHOP_CONFIG`` environment variable, default ``/etc/shop/shop.json``. A missing or malformed key stops
-start-up with a :class:`ConfigError` naming the key, e.g. ``database.replicas[1].port: expected an integer``.
+start-up with a :class:`ConfigError` naming the key, e.g. ``database.replicas[1].port: expected an integer``;
+so does a key the schema does not know (``database.replica_read_timout: unknown key (did you mean
+replica_read_timeout?)``), which would otherwise silently keep the default.
+
+Secrets (``secret_key``, the database passwords) are :class:`Secret` strings: their repr is masked, so they never
+show in a repr of the configuration, in ``manage.py diffsettings``, in an error page or a log line that formats
+a setting; ``str()`` and every string operation give the real value to the code that needs it.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PATH = "/etc/shop/shop.json"
@@ -20,12 +27,21 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or has a bad key."""
 
 
+class Secret(str):
+    """A string whose repr never shows it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+
 @dataclass(frozen=True)
 class DatabaseHost:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class MediaConfig:
 
 @dataclass(frozen=True)
 class Config:
-    secret_key: str
+    secret_key: str = field(repr=False)
     debug: bool
     allowed_hosts: tuple[str, ...]
     csrf_trusted_origins: tuple[str, ...]
@@ -81,16 +97,29 @@ _MISSING = object()
 class _Reader:
     """Typed access to one JSON object, with error messages that name the full key."""
 
-    def __init__(self, data, path: str = ""):
+    def __init__(self, data, path: str = "", readers: list | None = None):
         if not isinstance(data, dict):
             raise ConfigError(f"{path or 'the file'}: expected an object")
         self.data = data
         self.path = path
+        self.used: set[str] = set()
+        # Every reader of the file, so that unknown keys can be found once the whole file has been read.
+        self.readers = readers if readers is not None else []
+        self.readers.append(self)
 
     def _name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
+    def check_unknown(self) -> None:
+        """Refuse the keys no one asked for (in every object of the file): a typo must not keep a default."""
+        for reader in self.readers:
+            for key in sorted(set(reader.data) - reader.used, key=str):
+                close = difflib.get_close_matches(str(key), sorted(reader.used), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{reader._name(key)}: unknown key{hint}")
+
     def _get(self, key, default):
+        self.used.add(key)
         value = self.data.get(key, default)
         if value is _MISSING:
             raise ConfigError(f"{self._name(key)}: missing")
@@ -128,14 +157,17 @@ class _Reader:
             raise ConfigError(f"{self._name(key)}: expected at least one entry")
         return tuple(value)
 
+    def secret(self, key, default=_MISSING, *, nonempty=True) -> Secret:
+        return Secret(self.str(key, default, nonempty=nonempty))
+
     def obj(self, key) -> "_Reader":
-        return _Reader(self._get(key, _MISSING), self._name(key))
+        return _Reader(self._get(key, _MISSING), self._name(key), self.readers)
 
     def objs(self, key, default=_MISSING) -> list["_Reader"]:
         value = self._get(key, default)
         if not isinstance(value, list):
             raise ConfigError(f"{self._name(key)}: expected a list")
-        return [_Reader(item, f"{self._name(key)}[{i}]") for i, item in enumerate(value)]
+        return [_Reader(item, f"{self._name(key)}[{i}]", self.readers) for i, item in enumerate(value)]
 
 
 def _db_host(reader: _Reader, defaults: dict) -> DatabaseHost:
@@ -143,7 +175,7 @@ def _db_host(reader: _Reader, defaults: dict) -> DatabaseHost:
         host=reader.str("host"),
         port=reader.int("port", defaults["port"], minimum=1),
         user=reader.str("user", defaults["user"]),
-        password=reader.str("password", defaults["password"], nonempty=False),
+        password=reader.secret("password", defaults["password"], nonempty=False),
     )
 
 
@@ -154,7 +186,7 @@ def parse(data: dict) -> Config:
     defaults = {
         "port": db.int("port", 3306, minimum=1),
         "user": db.str("user"),
-        "password": db.str("password", nonempty=False),
+        "password": db.secret("password", nonempty=False),
     }
     database = DatabaseConfig(
         name=db.str("name"),
@@ -186,10 +218,10 @@ def parse(data: dict) -> Config:
     for i, server in enumerate(media.servers):
         if not server.startswith(("http://", "https://")) or not server.endswith("/"):
             raise ConfigError(f"media.servers[{i}]: expected an http(s) URL ending with '/'")
-    secret_key = top.str("secret_key")
+    secret_key = top.secret("secret_key")
     if len(secret_key) < 50:
         raise ConfigError("secret_key: must be at least 50 characters long")
-    return Config(
+    parsed = Config(
         secret_key=secret_key,
         debug=top.bool("debug", False),
         allowed_hosts=top.strs("allowed_hosts"),
@@ -207,6 +239,8 @@ def parse(data: dict) -> Config:
         log_level=top.str("log_level", "INFO"),
         bench_urls=top.bool("bench_urls", False),
     )
+    top.check_unknown()
+    return parsed
 
 
 def load(path: str | os.PathLike | None = None) -> Config:

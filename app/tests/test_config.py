@@ -90,3 +90,53 @@ def test_check_deploy_is_clean_with_a_production_config(tmp_path):
     done = run_manage(tmp_path, GOOD, "check", "--deploy", "--fail-level", "WARNING")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+@pytest.mark.parametrize("path,message", [
+    ("database.replica_read_timout", "database.replica_read_timout: unknown key (did you mean replica_read_timeout?)"),
+    ("debgu", "debgu: unknown key (did you mean debug?)"),
+    ("cache.socket_timout", "cache.socket_timout: unknown key (did you mean socket_timeout?)"),
+    ("database.replicas.1.prot", "database.replicas[1].prot: unknown key (did you mean port?)"),
+    ("media.whatever", "media.whatever: unknown key"),
+])
+def test_an_unknown_key_is_an_error_that_names_it(path, message):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse(with_change(path, 1))
+
+
+SECRETS = ("pw3", "-production-like-secret-")
+
+
+def test_secrets_never_show_in_a_repr():
+    parsed = config.parse(with_change("database.password", "the-db-password"))
+    shown = repr(parsed) + str(parsed) + repr(parsed.database.primary) + repr(parsed.secret_key)
+    for secret in (*SECRETS, "the-db-password"):
+        assert secret not in shown
+    # The code that needs them gets the real value.
+    assert parsed.database.replicas[1].password == "pw3" and str(parsed.database.replicas[1].password) == "pw3"
+    assert parsed.secret_key.encode().startswith(b"s" * 20)
+
+
+def test_secrets_never_show_in_diffsettings_or_an_error_page(tmp_path):
+    data = with_change("debug", True)
+    done = run_manage(tmp_path, data, "diffsettings", "--all")
+    assert done.returncode == 0, done.stderr
+    assert "DATABASES" in done.stdout and "SECRET_KEY" in done.stdout
+    for secret in (*SECRETS, "'pw'"):
+        assert secret not in done.stdout, secret
+    # Django's technical 500 page (DEBUG on), with the settings it lists.
+    script = (
+        "import django, sys; django.setup()\n"
+        "from django.test import RequestFactory\n"
+        "from django.views.debug import ExceptionReporter\n"
+        "try:\n    raise RuntimeError('boom')\n"
+        "except RuntimeError:\n    info = sys.exc_info()\n"
+        "print(ExceptionReporter(RequestFactory().get('/'), *info).get_traceback_html())\n"
+    )
+    path = tmp_path / "shop.json"
+    page = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "SHOP_CONFIG": str(path), "DJANGO_SETTINGS_MODULE": "shop.settings"})
+    assert page.returncode == 0, page.stderr
+    assert "boom" in page.stdout and "CONFIG" in page.stdout
+    for secret in SECRETS:
+        assert secret not in page.stdout, secret
