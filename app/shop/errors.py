@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.views.defaults import server_error as django_server_error
 
 from dbfailover import registry
-from dbfailover.backend.base import is_connection_error
+from dbfailover.backend.base import is_connection_error, is_read_only_error
 from dbfailover.databases import PRIMARY_ALIAS
 
 RETRY_AFTER = "30"
@@ -50,6 +50,8 @@ def unavailable(request, *, read_only: bool):
 
 def server_error(request, template_name="500.html"):
     exc = sys.exc_info()[1]
+    if exc is not None and is_read_only_error(exc):
+        return unavailable(request, read_only=True)
     if exc is not None and is_connection_error(exc):
         return unavailable(request, read_only=_primary_down())
     return django_server_error(request, template_name=template_name)

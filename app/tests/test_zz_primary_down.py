@@ -98,3 +98,20 @@ def test_a_restarted_primary_takes_writes_within_a_second_of_answering(logged_in
     took = time.monotonic() - answered
     assert statuses[-1] == 302, statuses
     assert took < 1.0, f"writes came back {took:.1f}s after the primary answered ({len(statuses)} tries)"
+
+
+def test_a_read_only_primary_gives_the_read_only_page(logged_in, primary_server):
+    """A primary that answers but refuses writes (just started, before its fencing check made it writable, or
+    fenced after a promotion elsewhere): writes get the 503 read-only page, not a 500."""
+    client, user = logged_in(raise_request_exception=False)
+    from catalog.models import Product
+    product = Product.objects.order_by("id").first()
+    token = CSRF_INPUT.findall(client.get("/c/cat-001/").content)[-1].decode()
+    primary_server.sql("SET GLOBAL read_only = ON")
+    try:
+        response = client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token})
+        assert response.status_code == 503, response.status_code
+        assert b"Read-only for now" in response.content
+    finally:
+        primary_server.sql("SET GLOBAL read_only = OFF")
+    assert client.post("/cart/add/", {"product": product.pk, "csrfmiddlewaretoken": token}).status_code == 302

@@ -62,6 +62,19 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+# The server answers but refuses writes: it is read-only (a primary that has just started, before its fencing
+# check made it writable, or one fenced after a promotion elsewhere). Never a reason to mark it down.
+READ_ONLY_ERRORS = frozenset({1290, 1836})  # ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_READ_ONLY_MODE
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        args = getattr(candidate, "args", ())
+        if args and isinstance(args[0], int) and args[0] in READ_ONLY_ERRORS:
+            return True
+    return False
+
+
 def _label(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
 

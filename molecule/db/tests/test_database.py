@@ -4,6 +4,7 @@ The tests run in file order: the topology changes as they go (db4 joins, db1 is 
 """
 
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -85,6 +86,66 @@ def test_replica_runs_with_gtid_and_no_lag(replica):
     assert status["Using_Gtid"] == "Slave_Pos"
     assert status["Seconds_Behind_Master"] == "0"
     assert sql(replica, "SELECT @@read_only, @@rpl_semi_sync_slave_enabled") == [["1", "1"]]
+
+
+_WRITER = """
+end=$((SECONDS + {seconds})); rm -f /tmp/{log}
+while [ $SECONDS -lt $end ]; do
+  t=$(date +%s.%N)
+  out=$(mariadb --connect-timeout=1 -h {server} -u shop -p{password} shop \\
+        -e "INSERT INTO probe (marker) VALUES (REPLACE(UUID(), '-', ''))" 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ]; then s=ok; elif echo "$out" | grep -q -e 1290 -e read-only; then s=read-only; else s=down; fi
+  echo "$t $s" >> /tmp/{log}
+  sleep 0.05
+done
+"""
+
+
+def timed_writes(server, seconds, log, during):
+    """Write to ``server`` from the app client for ``seconds`` (bounded), running ``during()`` meanwhile; return
+    [(time, "ok" | "read-only" | "down"), ...]."""
+    writer = node(hosts_of("webservers")[0])
+    script = _WRITER.format(seconds=seconds, log=log, server=server, password=app_password())
+    assert writer.run("systemd-run --unit %s bash -c %s", log, script).rc == 0
+    time.sleep(1.5)
+    during()
+    assert writer.run(f"timeout {seconds + 10} sh -c 'while systemctl is-active -q {log}; do sleep 0.2; done'").rc == 0
+    return [(float(t), s) for t, s in (line.split() for line in writer.run(f"cat /tmp/{log}").stdout.splitlines())]
+
+
+def test_a_restarted_primary_takes_writes_within_a_second_of_answering():
+    """systemctl restart mariadb on the primary: it starts read-only, like every server, and its fencing check
+    (no peer knows a later promotion) makes it writable; writes succeed within 1 s of it answering again."""
+    primary = hosts_of("db_primary")[0]
+    attempts = timed_writes(primary, 12, "restart-writer",
+                            lambda: node(primary).run("systemctl restart mariadb"))
+    states = [s for _, s in attempts]
+    assert "down" in states, f"the restart was not seen by the writer: {states}"
+    last_down = max(i for i, s in enumerate(states) if s == "down")
+    answered = attempts[last_down + 1][0]
+    first_ok = next(t for t, s in attempts[last_down + 1:] if s == "ok")
+    assert first_ok - answered < 1.0, attempts[last_down - 2:last_down + 30]
+    assert states[-1] == "ok"
+    journal = node(primary).run("journalctl -u mariadb --since -2min -o cat").stdout
+    assert "stack-mariadb-fence: the primary at epoch 1: accepting writes" in journal, journal[-2000:]
+    assert sql(primary, "SELECT @@read_only") == [["0"]]
+
+
+def test_a_restarted_replica_stays_read_only_and_replicates():
+    replica = hosts_of("db_replicas")[0]
+    assert node(replica).run("systemctl restart mariadb").rc == 0
+    assert sql(replica, "SELECT @@read_only") == [["1"]]
+    marker = uuid.uuid4().hex
+    assert app_sql(hosts_of("db_primary")[0], f"INSERT INTO probe (marker) VALUES ('{marker}')")[0] == 0
+    assert wait_for_row(replica, "probe", marker, 5.0)
+
+
+def test_every_server_holds_the_fencing_row_naming_the_primary():
+    primary = hosts_of("db_primary")[0]
+    for host in hosts_of("dbservers"):
+        assert sql(host, "SELECT epoch, primary_name FROM stack_meta.fence") == [["1", primary]], host
+        assert "read_only = ON" in node(host).file("/etc/mysql/mariadb.conf.d/62-stack-role.cnf").content_string
 
 
 def test_a_row_written_on_the_primary_is_on_every_replica_within_2s():
@@ -212,6 +273,44 @@ def test_promotion_keeps_every_acknowledged_write():
     assert replica_status(other)["Master_Host"] == node(new_primary).interface("eth0").addresses[0]
 
 
+def recap(out):
+    """{host: changed count} from a playbook's PLAY RECAP."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)}
+
+
+def test_the_old_primary_comes_back_read_only_and_the_old_inventory_is_refused():
+    """After the promotion the old primary comes back (its container starts, systemd starts MariaDB): it finds a
+    peer with a later fencing epoch and stays read-only, also after another restart. site.yml (and the database
+    playbook alone) with the inventory not yet edited refuse before changing anything, naming the fix."""
+    assert PROMOTED, "the promotion test did not promote a replica"
+    old, new = hosts_of("db_primary")[0], PROMOTED["primary"]
+    subprocess.run(["docker", "start", container(old)], check=True, capture_output=True)
+    assert node(old).run("timeout 90 sh -c 'until systemctl is-active -q mariadb; do sleep 0.5; done'").rc == 0
+    assert sql(old, "SELECT @@read_only") == [["1"]]
+    assert node(old).file("/var/lib/mysql/stack-fenced").exists
+    assert "FENCED" in node(old).run("journalctl -u mariadb -o cat").stdout
+    assert node(old).run("systemctl restart mariadb").rc == 0
+    assert sql(old, "SELECT @@read_only") == [["1"]]
+    rc, _, err = app_sql(old, "INSERT INTO probe (marker) VALUES ('on-the-fenced-primary')")
+    assert rc != 0 and "read-only" in err, err
+
+    rc, out = run_playbook("site.yml", WITH_DB4)
+    flat = " ".join(out.split())
+    assert rc != 0
+    assert f"{new} is the primary since the latest promotion" in flat, out[-4000:]
+    assert f"Move {new} from db_replicas to db_primary and take {old} out of db_primary" in flat
+    changed = recap(out)
+    assert changed and all(n == 0 for n in changed.values()), changed
+    # The role alone (no preflight) refuses too, before its first change.
+    rc, out = run_playbook("playbooks/database.yml", WITH_DB4)
+    assert rc != 0
+    assert "Nothing was changed" in out and ("was fenced" in out or "was promoted since" in out), out[-4000:]
+    changed = recap(out)
+    assert all(n == 0 for n in changed.values()), changed
+    assert sql(old, "SELECT @@read_only") == [["1"]]
+    assert sql(new, "SELECT @@read_only") == [["0"]]
+
+
 def promoted_inventory(primary, replicas):
     """The scenario's inventory as the operator edits it after a promotion: the same hosts and connection
     settings, the new primary under db_primary, the lost and the diverged servers in no group."""
@@ -243,7 +342,10 @@ def test_site_yml_follows_the_promotion_without_restarting_the_new_primary():
     # The inventory now names its role: the promotion's override is gone, the role's settings hold, and the
     # server taking writes was never restarted.
     assert not node(primary).file("/etc/mysql/mariadb.conf.d/70-promoted.cnf").exists
-    assert "read_only = OFF" in node(primary).file("/etc/mysql/mariadb.conf.d/62-stack-role.cnf").content_string
+    # Every server starts read-only; the fencing row, replicated, names the new primary with the next epoch.
+    assert "read_only = ON" in node(primary).file("/etc/mysql/mariadb.conf.d/62-stack-role.cnf").content_string
+    for host in (primary, replica):
+        assert sql(host, "SELECT epoch, primary_name FROM stack_meta.fence") == [["2", primary]], host
     assert node(primary).run("systemctl show -p MainPID --value mariadb").stdout.strip() == main_pid
     assert sql(primary, "SELECT @@read_only, @@rpl_semi_sync_master_enabled") == [["0", "1"]]
     assert sql(replica, "SELECT @@read_only, @@rpl_semi_sync_master_enabled") == [["1", "0"]]
@@ -251,3 +353,15 @@ def test_site_yml_follows_the_promotion_without_restarting_the_new_primary():
     rc, _, err = app_sql(primary, f"INSERT INTO probe (marker) VALUES ('{marker}')")
     assert rc == 0, err
     assert wait_for_row(replica, "probe", marker, 2.0), replica_status(replica)
+
+
+def test_the_promoted_primary_is_writable_after_a_restart():
+    primary, replica = PROMOTED["primary"], PROMOTED["replica"]
+    attempts = timed_writes(primary, 12, "restart-promoted-writer",
+                            lambda: node(primary).run("systemctl restart mariadb"))
+    states = [s for _, s in attempts]
+    assert "down" in states and states[-1] == "ok", states
+    last_down = max(i for i, s in enumerate(states) if s == "down")
+    first_ok = next(t for t, s in attempts[last_down + 1:] if s == "ok")
+    assert first_ok - attempts[last_down + 1][0] < 1.0, attempts[last_down - 2:last_down + 30]
+    assert sql(replica, "SELECT @@read_only") == [["1"]]
