@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "twopass",
     "health",
     "migrationrules",
+    "jobs",
 ]
 
 MIDDLEWARE = [

@@ -69,3 +69,20 @@ def test_a_port_no_role_opened_is_closed_to_other_hosts(host, listener):
     other = next(h for h in hosts_of("all") if h != me)
     assert tcp_open(me, "127.0.0.1", listener), "the listener itself must answer on loopback"
     assert not tcp_open(other, me, listener, timeout=1.5)
+
+
+def test_a_rule_file_of_a_service_the_host_no_longer_runs_is_removed():
+    """A host that left a tier (here: a cache server that was a web node) stops accepting that tier's clients:
+    the next run removes the rule file of the service it no longer runs, and keeps the others."""
+    from stacktest import node, run_playbook
+
+    cache = hosts_of("cacheservers")[0]
+    h = node(cache)
+    planted = h.run("printf '# shop-web\\ntcp dport { 8000 } accept\\n' > /etc/nftables.d/50-shop-web.nft "
+                    "&& systemctl reload nftables && nft list ruleset | grep -q 'dport 8000'")
+    assert planted.rc == 0, planted.stderr
+    rc, out = run_playbook("playbooks/common.yml", limit=[cache])
+    assert rc == 0, out[-3000:]
+    assert not h.file("/etc/nftables.d/50-shop-web.nft").exists
+    assert h.file("/etc/nftables.d/50-memcached.nft").exists
+    assert "dport 8000" not in h.run("nft list ruleset").stdout

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from stacktest import hosts_of, http, tcp_open
+from stacktest import hosts_of, http, run_playbook, tcp_open
 
 testinfra_hosts = ["ansible://mediaservers"]
 
@@ -45,3 +45,17 @@ def test_the_load_balancer_may_not_upload(host, media_url):
 @pytest.mark.parametrize("client", hosts_of("cacheservers")[:1] + hosts_of("db_primary"))
 def test_other_tiers_cannot_reach_media(host, client):
     assert not tcp_open(client, host.backend.get_hostname(), 80, timeout=1.5)
+
+
+def test_a_bad_nginx_configuration_never_lands_on_disk(host):
+    """The site file is checked in the task that writes it: one nginx would refuse is never written, and the
+    running server keeps serving with the last good one."""
+    site = "/etc/nginx/sites-available/media.conf"
+    before = host.file(site).sha256sum
+    rc, out = run_playbook("playbooks/media.yml", extra_vars={"nginx_media_cache_max_age": "never"})
+    assert rc != 0
+    assert "failed to validate" in out, out[-3000:]
+    assert host.file(site).sha256sum == before
+    assert "expires never" not in host.file(site).content_string
+    assert host.run("nginx -t").rc == 0 and host.service("nginx").is_running
+    assert http(hosts_of("loadbalancers")[0], "GET", f"http://{host.backend.get_hostname()}/healthz")["status"] == 200

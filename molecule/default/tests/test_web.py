@@ -308,6 +308,76 @@ def test_jobs_are_scheduled_on_exactly_one_web_node():
     assert node(leaders[0]).run("systemctl start shop-job@refresh_cache.service").rc == 0
 
 
+_LOAD = """
+import json, os, ssl, time, urllib.request, urllib.error
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+codes, end = [], time.monotonic() + {limit}
+while time.monotonic() < end and not os.path.exists("/tmp/{name}.stop"):
+    try:
+        with urllib.request.urlopen("{lb}/?page=" + str(len(codes) % 5 + 1), context=ctx, timeout=10) as r:
+            codes.append(r.status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+    except OSError as e:
+        codes.append(str(e))
+    time.sleep(0.1)
+json.dump(codes, open("/tmp/{name}.json", "w"))
+"""
+
+
+def under_load(action, name, limit=400):
+    """Requests through the load balancer (10/s at most, bounded by ``limit`` seconds) while ``action()`` runs;
+    returns their status codes."""
+    lb = node(hosts_of("loadbalancers")[0])
+    lb.run(f"rm -f /tmp/{name}.stop /tmp/{name}.json")
+    assert lb.run(f"systemd-run --unit {name} python3 -c %s", _LOAD.format(limit=limit, name=name, lb=LB)).rc == 0
+    try:
+        action()
+    finally:
+        lb.run(f"touch /tmp/{name}.stop")
+        lb.run(f"timeout 30 sh -c 'while systemctl is-active -q {name}; do sleep 0.2; done'")
+    return json.loads(lb.file(f"/tmp/{name}.json").content_string)
+
+
+def _started_at(host):
+    """When uWSGI's master started, on the clock every container shares (CLOCK_MONOTONIC, seconds)."""
+    return int(node(host).run("systemctl show -p ExecMainStartTimestampMonotonic --value shop").stdout) / 1e6
+
+
+def test_a_uwsgi_restart_rolls_one_web_node_at_a_time():
+    """A change that needs uWSGI restarted (here an option of uwsgi.ini) restarts the web nodes one at a time,
+    each drained first and back UP before the next: no request fails meanwhile."""
+    webs = hosts_of("webservers")
+    for harakiri in (31, 30):  # the change, then back to the lab's value
+        pids = {web: _uwsgi_pid(web) for web in webs}
+
+        def change():
+            rc, out = run_playbook("playbooks/web.yml", extra_vars={"shop_web_harakiri": harakiri})
+            assert rc == 0, out[-3000:]
+
+        codes = under_load(change, f"rolling-restart-{harakiri}")
+        assert len(codes) > 20 and all(code == 200 for code in codes), [c for c in codes if c != 200][:20]
+        assert all(_uwsgi_pid(web) != pids[web] for web in webs), "every node restarts"
+        starts = sorted(_started_at(web) for web in webs)
+        gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+        # The next node restarts only once the previous one is UP again (health checks: rise 2 x inter).
+        assert all(gap >= 2.0 for gap in gaps), gaps
+
+
+def test_the_leader_stays_the_same_node_with_limit():
+    """web.yml limited to another web node leaves the jobs where they are: on the inventory's first web node."""
+    webs = hosts_of("webservers")
+    rc, out = run_playbook("playbooks/web.yml", limit=[webs[-1]])
+    assert rc == 0, out[-3000:]
+    jobs = ("refresh_cache", "clearsessions")
+    states = {web: [node(web).run("systemctl is-active shop-job@%s.timer", job).stdout.strip() for job in jobs]
+              for web in webs}
+    assert states[webs[0]] == ["active", "active"], states
+    assert all(states[web] == ["inactive", "inactive"] for web in webs[1:]), states
+    # The job runs under its lock on the primary.
+    assert "run_job" in node(webs[0]).file("/etc/systemd/system/shop-job@.service").content_string
+
+
 def test_uwsgi_stats_server_answers_on_loopback():
     web = node(hosts_of("webservers")[0])
     out = web.run("python3 -c %s", "import json, urllib.request; s = json.load(urllib.request.urlopen("
