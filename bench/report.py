@@ -146,6 +146,55 @@ def unanswered_writes(primary: dict) -> list[str]:
     return lines
 
 
+def routine_section(routine: dict) -> list[str]:
+    """The routine events of a production week: a primary restart, a blackholed replica, a memcached blip."""
+    restart = routine["primary_restart"]
+    hole = routine["replica_blackhole_throughput"]
+    blip = routine["cache_blip"]
+    answered = restart["answered_s"]
+    after = restart["failed_seconds_after_answering"]
+    kept = hole["kept"]
+    lines = [
+        "## Routine events: a restart, a blackholed replica, a memcached blip",
+        "",
+        f"**Primary restarted** (`systemctl restart mariadb` on {restart['primary']}) under reads and 4 writers "
+        f"(cart adds and orders, one every 50 ms each): it answered again {answered:.1f} s after the restart began"
+        if answered is not None else
+        f"**Primary restarted** ({restart['primary']}): its journal said nothing of being ready (not measured)",
+    ]
+    if answered is not None:
+        lines[-1] += (f", its fencing check made it writable at {restart['writable_s']:.1f} s"
+                      if restart.get("writable_s") is not None else "") + (
+            f"; {restart['failed_writes']} of {restart['writes']} writes failed in all, "
+            f"{restart['failed_writes_after_answering']} after it answered (statuses: "
+            f"{', '.join(f'{k}: {v}' for k, v in sorted(restart['write_statuses'].items()))}). Reads: "
+            f"{restart['reads']['failed']} failed of {restart['reads']['requests']}.")
+    lines += [
+        "",
+        f"**Replica blackholed, flat out**: the uncached page (a replica read on every request), 8 connections, "
+        f"{hole['before']['rps']:.0f} requests/s before and {hole['during']['rps']:.0f}/s while {hole['replica']}'s "
+        f"packets were dropped ({hole['during']['failed']} failed).",
+        "",
+        f"**Memcached cut off**: {blip['cache']}'s packets dropped for {blip['cut_s']:.1f} s while the prices of "
+        f"{blip['prices_changed']} products whose entries live there changed (saved on a web node, under reads); "
+        f"then each product page read three times through the load balancer right after: "
+        f"{blip['stale_reads_after']} of {blip['reads_after']} reads showed an old price."
+        + (f" Change failed: {blip['change_error']}" if blip.get("change_error") else ""),
+        "",
+        "| target | measured | met |",
+        "|---|---:|:---:|",
+        f"| writes fail for under 1 s after the restarted primary answers | "
+        f"{'not measured' if answered is None else f'{after:.2f} s'} | "
+        f"{'yes' if answered is not None and after < 1 else 'no'} |",
+        f"| a blackholed replica keeps at least 70% of the throughput | "
+        f"{'not measured' if kept is None else f'{kept:.0%}'} | {'yes' if kept is not None and kept >= 0.7 else 'no'} |",
+        f"| no stale read after a memcached blip | {blip['stale_reads_after']} stale | "
+        f"{'yes' if blip['stale_reads_after'] == 0 and blip['prices_changed'] else 'no'} |",
+        "",
+    ]
+    return lines
+
+
 def render(data: dict, out: Path) -> str:
     env = data["environment"]
     lines = [
@@ -317,6 +366,9 @@ def render(data: dict, out: Path) -> str:
         lines.append("")
         for image in images:
             lines += [f"![{image}]({image})", ""]
+    routine = data.get("routine")
+    if routine:
+        lines += routine_section(routine)
     converge = data.get("converge_under_load")
     if converge:
         image = plot_fault(converge, out)

@@ -17,12 +17,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
-from .lab import ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook, tool
-from .stats import (haproxy_abnormal, logged_failures, rolling_p50, slow_requests, summary, time_to_recover,
+from .lab import MANAGE, ROOT, WRITER_IN_CONTAINER, Lab, LabError, playbook, tool
+from .stats import (haproxy_abnormal, logged_failures, ok, rolling_p50, slow_requests, summary, time_to_recover,
                     write_outage)
 
 HOST = "localhost"
@@ -60,6 +61,59 @@ categories = [c.get_absolute_url() for c in Category.objects.using("default").or
 print(json.dumps({"cookies": cookies, "products": products, "categories": categories}))
 """
 
+
+# A host's packets to a port dropped, from inside its own container (undone by deleting the table).
+_BLACKHOLE = ("nft add table inet benchfault && nft 'add chain inet benchfault input "
+              "{{ type filter hook input priority -10 ; }}' && nft add rule inet benchfault input tcp dport {port} drop")
+BLACKHOLE_DB = _BLACKHOLE.format(port=3306)
+BLACKHOLE_CACHE = _BLACKHOLE.format(port=11211)
+
+# Django code run on a web node for the cache blip: products whose cached entry lives on a given memcached node,
+# their page URLs, and a price change of each (through the model's save: the app's own invalidation path).
+CACHED_ON = """
+import json, memcache
+from django.core.cache import caches
+from catalog import datacache
+from catalog.models import Product
+backend = caches["default"]
+client = backend._cache
+found = []
+for pk in Product.objects.order_by("id").values_list("id", flat=True)[:2000]:
+    key = backend.make_and_validate_key(datacache.product_key(pk)).encode()
+    if memcache.serverHashFunction(key) % len(client.buckets) == {node_index}:
+        found.append(pk)
+    if len(found) == {count}:
+        break
+print(json.dumps(found))
+"""
+URLS_OF = """
+import json
+from catalog.models import Product
+print(json.dumps({{p.pk: p.get_absolute_url() for p in Product.objects.filter(pk__in={ids})}}))
+"""
+CHANGE_PRICES = """
+import json
+from decimal import Decimal
+from catalog.models import Product
+new = {{}}
+for product in Product.objects.using("default").filter(pk__in={ids}):
+    product.price = product.price + Decimal("1.00")
+    product.save()
+    new[product.pk] = str(product.price)
+print(json.dumps(new))
+"""
+# Run in the load balancer's container: each product page through HAProxy; what it shows of each price.
+PRICES_SEEN = """
+import json, re, ssl, urllib.request
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+seen = {{}}
+for pk, path in {urls}.items():
+    req = urllib.request.Request("https://127.0.0.1" + path, headers={{"Host": "localhost"}})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        found = re.search(r'<p class="price">([0-9.]+) ', r.read().decode(errors="replace"))
+        seen[pk] = found.group(1) if found else ""
+print(json.dumps(seen))
+"""
 
 # Steady load of the fault scenarios: this share of the mixed pages' flat-out throughput, at most this rate.
 FAULT_LOAD_SHARE = 0.3
@@ -341,12 +395,9 @@ class Bench:
         results.append(self.fault(f"replica {replica} stopped", self.systemctl(replica, "stop", "mariadb"),
                                   self.systemctl(replica, "start", "mariadb")))
         self.settle()
-        blackhole = ("nft add table inet benchfault && nft 'add chain inet benchfault input "
-                     "{ type filter hook input priority -10 ; }' && nft add rule inet benchfault input "
-                     "tcp dport 3306 drop")
         results.append(self.fault(
             f"replica {replica} blackholed (its packets dropped)",
-            lambda: self.lab.sh(replica, blackhole),
+            lambda: self.lab.sh(replica, BLACKHOLE_DB),
             lambda: self.lab.sh(replica, "nft delete table inet benchfault", check=False)))
         self.settle()
         results.append(self.fault(
@@ -358,6 +409,107 @@ class Bench:
                                   self.systemctl(cache, "start", "memcached")))
         self.settle()
         return results
+
+    # --- routine events (issue 15): a primary restart, a blackholed replica flat out, a memcached blip ---------
+    def routine(self) -> dict:
+        return {"primary_restart": self.primary_restart(), "replica_blackhole_throughput": self.blackhole_throughput(),
+                "cache_blip": self.cache_blip()}
+
+    def writers(self, first: int, count: int) -> list[list[str]]:
+        return [[c, c.rsplit("=", 1)[1]] for c in self.cookies[first:first + count]]
+
+    def primary_restart(self) -> dict:
+        """`systemctl restart mariadb` on the primary under reads and a stream of writes (cart adds and orders):
+        how long after the primary answered again writes kept failing (target: under 1 s)."""
+        primary = self.lab.primary
+        stop_file = "/var/tmp/django-stack-bench-restart-stop"
+        self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
+        product_ids = [int(path.strip("/").split("/")[1]) for path in self.products[:100]]
+        limit = 90
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=self.mixed_users(), connections=32,
+                                             duration=limit, rate=self.rate, timeout=15, stop_file=stop_file))
+        orders = self.lab.start_load({"users": self.writers(260, 4), "products": product_ids, "interval": 0.05,
+                                      "duration": limit, "stop_file": stop_file}, script=WRITER_IN_CONTAINER)
+        try:
+            time.sleep(10)
+            restarted_wall = time.time()
+            self.lab.sh(primary, "systemctl restart mariadb")
+            time.sleep(15)
+        finally:
+            self.lab.sh(self.lab.lb, f"touch {stop_file}")
+        reads, writes = load.result(), orders.result()
+        # When MariaDB answered again: its "ready for connections" line, on the wall clock every container shares.
+        journal = self.lab.sh(primary, f"journalctl -u mariadb -o short-unix --since @{int(restarted_wall) - 1} "
+                              "--no-pager", check=False)
+        ready = [float(line.split()[0]) for line in journal.splitlines() if "ready for connections" in line]
+        writable = [float(line.split()[0]) for line in journal.splitlines() if "accepting writes" in line]
+        answered_wall = ready[-1] if ready else None
+        records = [[r[0] + writes["started"] - restarted_wall, r[1], r[2], r[5]] for r in writes["records"]]
+        answered = None if answered_wall is None else answered_wall - restarted_wall
+        failed_after = [r for r in records if answered is not None and r[0] >= answered and not ok(r[2])]
+        return {
+            "primary": primary,
+            "answered_s": answered,
+            "writable_s": None if not writable else writable[-1] - restarted_wall,
+            "writes": len(records),
+            "failed_writes": sum(1 for r in records if not ok(r[2])),
+            "failed_writes_after_answering": len(failed_after),
+            "failed_seconds_after_answering": (max(r[0] for r in failed_after) - answered) if failed_after else 0.0,
+            "write_statuses": dict(Counter(f"{r[1]} {r[2]}" for r in records)),
+            "reads": summary(reads["records"]),
+            "write_series": [[r[0], r[1], r[2]] for r in records],
+        }
+
+    def blackhole_throughput(self) -> dict:
+        """The uncached page (every request reads a replica) flat out, 8 connections, before and while one
+        replica's packets are dropped: the share of throughput kept (target: at least 70%)."""
+        replica = self.lab.replicas[0]
+        target = [self.via_lb(STRATEGIES["uncached"])]
+        users = self.mixed_users()
+        window = self.seconds(15)
+        before = summary(self.lab.load(self.spec(target, users=users, connections=8, duration=window)))
+        self.lab.sh(replica, BLACKHOLE_DB)
+        try:
+            during = summary(self.lab.load(self.spec(target, users=users, connections=8, duration=window,
+                                                     timeout=15)))
+        finally:
+            self.lab.sh(replica, "nft delete table inet benchfault", check=False)
+        self.settle()
+        return {"replica": replica, "before": before, "during": during,
+                "kept": during["rps"] / before["rps"] if before["rps"] else None}
+
+    def cache_blip(self, products: int = 30, cut_s: float = 3.0) -> dict:
+        """A memcached node's packets dropped for a few seconds while prices change (under reads), then every
+        changed product page read through the load balancer: how many still showed the old price (target: 0)."""
+        cache = self.lab.caches[-1]
+        ids = json.loads(self.lab.django(CACHED_ON.format(node_index=len(self.lab.caches) - 1, count=products)))
+        urls = json.loads(self.lab.django(URLS_OF.format(ids=ids)))
+        read = lambda: json.loads(self.lab.python(self.lab.lb, PRICES_SEEN.format(urls=urls)))  # noqa: E731
+        old = read()
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=self.mixed_users(), connections=16,
+                                             duration=cut_s + 20, rate=self.rate, timeout=15))
+        time.sleep(2)
+        self.lab.sh(cache, BLACKHOLE_CACHE)
+        cut_wall = time.time()
+        # The prices change on a web node while the node is cut off (the app's own save and invalidation path).
+        changer = subprocess.Popen(["docker", "exec", Lab.container(self.lab.web[0]), "sh", "-c",
+                                    MANAGE.format(shlex.quote(CHANGE_PRICES.format(ids=ids)))],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(max(0.0, cut_s - (time.time() - cut_wall)))
+        self.lab.sh(cache, "nft delete table inet benchfault", check=False)
+        healed_wall = time.time()
+        changed_out, changed_err = changer.communicate(timeout=120)
+        new = json.loads(changed_out.strip().splitlines()[-1]) if changer.returncode == 0 else {}
+        # Right after the node answers again: every product page, three rounds.
+        rounds = [read() for _ in range(3)]
+        load.result()
+        stale = [[pk, seen, new[pk]] for seen_round in rounds for pk, seen in seen_round.items()
+                 if pk in new and seen != new[pk]]
+        self.settle()
+        return {"cache": cache, "products": len(ids), "cut_s": healed_wall - cut_wall,
+                "prices_changed": len(new), "change_error": changed_err.strip()[-500:] if not new else "",
+                "reads_after": sum(len(r) for r in rounds), "stale_reads_after": len(stale),
+                "stale_examples": stale[:5], "prices_were_shown_before": sum(1 for price in old.values() if price)}
 
     def restart_web(self, web: str):
         subprocess.run(["docker", "start", Lab.container(web)], check=True, capture_output=True)

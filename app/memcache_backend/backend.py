@@ -14,7 +14,8 @@ A write that could not reach its home (a ``set``, ``delete``, version bump or in
 left the old value there, to be served when the server answers again. Each such key is remembered and deleted on
 its home as soon as that server accepts a connection again (:class:`Replayer`, a thread of the process that tries
 every ``replay_interval`` seconds); past ``replay_max_keys`` keys the server is flushed instead. So a cut-off
-memcached node never serves data that was changed while it was cut off.
+memcached node never serves data that was changed while it was cut off. The pending keys live in the process
+that wrote: a short-lived one (a ``manage.py`` command) waits at exit, up to 15 s, for them to be replayed.
 
 OPTIONS: ``socket_timeout`` (seconds, default 0.5), ``dead_retry`` (seconds, default 30), ``replay_interval``
 (seconds, default 0.1), ``replay_max_keys`` (default 100,000), plus anything python-memcached's ``Client`` accepts.
@@ -22,10 +23,12 @@ OPTIONS: ``socket_timeout`` (seconds, default 0.5), ``dead_retry`` (seconds, def
 
 from __future__ import annotations
 
+import atexit
 import logging
 import pickle
 import socket
 import threading
+import time
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.memcached import BaseMemcachedCache
@@ -106,7 +109,29 @@ class Replayer:
                        "flushed" if flush else f"{len(keys)} keys written while it was cut off deleted")
 
 
+    def clear(self) -> None:
+        """Forget every pending key (tests)."""
+        with self._lock:
+            self._pending.clear()
+            self._flush.clear()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is pending (or ``timeout``); True when everything was replayed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending and not self._flush:
+                    return True
+            time.sleep(self.interval)
+        with self._lock:
+            return not self._pending and not self._flush
+
+
 replayer = Replayer()
+# A short-lived process (a manage.py command, a job) waits a little at exit for its replays: they live in its
+# memory, and a write it could not deliver must not stay on the node that missed it.
+EXIT_WAIT = 15.0
+atexit.register(lambda: replayer.drain(EXIT_WAIT))
 
 
 class MemcachedCache(BaseMemcachedCache):
