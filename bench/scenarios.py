@@ -467,11 +467,11 @@ class Bench:
         target = [self.via_lb(STRATEGIES["uncached"])]
         users = self.mixed_users()
         window = self.seconds(15)
-        before = summary(self.lab.load(self.spec(target, users=users, connections=8, duration=window)))
+        before = summary(self.lab.load(self.spec(target, users=users, connections=8, duration=window))["records"])
         self.lab.sh(replica, BLACKHOLE_DB)
         try:
             during = summary(self.lab.load(self.spec(target, users=users, connections=8, duration=window,
-                                                     timeout=15)))
+                                                     timeout=15))["records"])
         finally:
             self.lab.sh(replica, "nft delete table inet benchfault", check=False)
         self.settle()

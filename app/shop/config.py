@@ -193,10 +193,10 @@ def parse(data: dict) -> Config:
         primary=_db_host(db.obj("primary"), defaults),
         # Each replica may override port and credentials: a replica is a whole address, not only a host name.
         replicas=tuple(_db_host(r, defaults) for r in db.objs("replicas", [])),
-        connect_timeout=db.int("connect_timeout", 2, minimum=1),
+        connect_timeout=db.int("connect_timeout", 1, minimum=1),
         read_timeout=db.int("read_timeout", 30, minimum=1),
         # A replica that stops answering on an open connection costs at most this before the read fails over.
-        replica_read_timeout=db.int("replica_read_timeout", 5, minimum=1),
+        replica_read_timeout=db.int("replica_read_timeout", 2, minimum=1),
         down_cooldown=db.int("down_cooldown", 30, minimum=0),
         conn_max_age=db.int("conn_max_age", 60, minimum=0),
     )

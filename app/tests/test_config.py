@@ -39,7 +39,8 @@ def test_good_config_parses_with_defaults():
     assert parsed.https is True and parsed.debug is False
     # The benchmark's pages are off unless asked for.
     assert parsed.bench_urls is False
-    assert parsed.database.connect_timeout == 2
+    assert parsed.database.connect_timeout == 1
+    assert parsed.database.replica_read_timeout == 2
     assert [r.port for r in parsed.database.replicas] == [3306, 3307]
     # A replica may carry its own credentials: they are not the primary's.
     assert parsed.database.replicas[1].user == "other"

@@ -176,3 +176,22 @@ def test_a_renamed_user_is_shown_while_the_replicas_lag(logged_in, lagging_repli
         # Past the read-your-writes pin of the login: this request reads the lagging replica.
         with override_settings(SHOP_READ_YOUR_WRITES_SECONDS=0):
             assert user.username.encode() in client.get("/").content
+
+
+def test_a_stale_first_pass_is_rebuilt_when_its_lock_node_is_unreachable(cache_server, refused_port):
+    """The rebuild lock of a page lives on a node this process cannot reach (cut off, or found dead for
+    dead_retry): nobody is rebuilding, so the request builds the page itself instead of serving the stale copy
+    (before: every request served the stale page until the node came back)."""
+    from memcache_backend.backend import MemcachedCache
+    from twopass.cache import MISS, FirstPassCache
+
+    cluster = MemcachedCache([f"127.0.0.1:{cache_server.port}", f"127.0.0.1:{refused_port}"],
+                             {"KEY_PREFIX": "lock", "OPTIONS": {"socket_timeout": 0.2}})
+    key = next(f"page:{i}" for i in range(200)
+               if _home_port(cluster, f"page:{i}") == cache_server.port
+               and _home_port(cluster, f"page:{i}:lock") == refused_port)
+    pages = FirstPassCache(cluster, ttl=300)
+    pages.get(key, ("v1",), lambda: ("old page",))
+    entry, how = pages.get(key, ("v2",), lambda: ("new page",))
+    assert (how, entry.segments) == (MISS, ("new page",))
+    memcache_backend.replayer.clear()

@@ -3,7 +3,8 @@
 An entry is stored under a key that does not change with the data; it carries the *versions* of the data it
 was built from (:mod:`twopass.versions`) and a soft expiry. When the versions moved on or the soft expiry
 passed, the entry is stale: one process wins a short lock (memcached ``add``) and rebuilds while the others keep
-serving the stale copy. A missing entry has nothing stale to serve: the others wait briefly for the winner,
+serving the stale copy; when the lock cannot be taken because its node is unreachable (nobody holds it), the
+request builds the page itself rather than serve the stale copy. A missing entry has nothing stale to serve: the others wait briefly for the winner,
 then build it themselves if it still is not there. With no cache at all (every memcached node down) each
 request builds its own page, slower but correct.
 """
@@ -53,11 +54,12 @@ class FirstPassCache:
                 return self._build_and_store(key, versions, build), MISS
             finally:
                 self.cache.delete(lock)
+        if self.cache.get(lock) is None:
+            # The add failed but no one holds the lock: the lock's node is unreachable (a node cut off, or one this
+            # process found dead for dead_retry). No one is rebuilding: build it here, never serve the stale copy.
+            return self._build_and_store(key, versions, build), MISS
         if entry is not None:
             return entry, STALE
-        if self.cache.get(lock) is None:
-            # The add failed but no one holds the lock: the cache is unreachable. Build without it.
-            return self._build_and_store(key, versions, build), MISS
         deadline = time.monotonic() + self.wait
         while time.monotonic() < deadline:
             time.sleep(self.wait_step)
