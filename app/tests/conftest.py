@@ -310,22 +310,6 @@ class BlackholeProxy(FreezableProxy):
             except OSError:
                 return
 
-    def _accept(self):
-        while not self.stopped.is_set():
-            try:
-                client = self.listener.accept()[0]
-            except OSError:
-                continue
-            self.sockets.append(client)
-            if self.frozen.is_set():
-                continue  # held open, never answered, like a dropped SYN's retries
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self.sockets.append(upstream)
-            for src, dst in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
-                thread.start()
-                self.threads.append(thread)
-
 
 @pytest.fixture
 def second_memcached(tmp_path):
