@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import router, transaction
 
-from dbfailover.databases import PRIMARY_ALIAS
+from django_stack.dbfailover.databases import PRIMARY_ALIAS
 
 TTL = 600
 

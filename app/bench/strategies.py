@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     if not args.page_size:
         args.page_size = calibrate(calibration)
     with override_settings(ROOT_URLCONF="shop.urls_bench", SHOP_PAGE_SIZE=args.page_size,
-                           SHOP_READ_YOUR_WRITES_SECONDS=0):
+                           STACK_READ_YOUR_WRITES_SECONDS=0):
         clients = []
         for user in users:
             client = Client()

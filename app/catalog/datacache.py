@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db.models import Count
 
 from catalog.models import Category, Product
-from dbfailover.databases import PRIMARY_ALIAS
+from django_stack.dbfailover.databases import PRIMARY_ALIAS
 
 TTL = 6 * 3600
 # Bump when the shape of the cached data changes: a new release never reads an old release's entries.

@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from catalog import datacache
 from catalog.models import Category, Product
-from twopass import versions
+from django_stack.twopass import versions
 
 
 def catalog_versions_for_product(pk: int, category_ids) -> list[str]:

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import redirect
 
 from catalog import datacache
-from twopass.views import SinglePassMixin, TwoPassView
+from django_stack.twopass.views import SinglePassMixin, TwoPassView
 
 
 def page_number(request) -> int:

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from cart import cart
 from catalog.models import Product
-from dbfailover.databases import PRIMARY_ALIAS
+from django_stack.dbfailover.databases import PRIMARY_ALIAS
 from orders.models import Checkout, Order, OrderLine
 
 

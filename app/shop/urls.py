@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from health.views import healthz
+from django_stack.health.views import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -16,4 +16,4 @@ urlpatterns = [
 if settings.SHOP_ADMIN_ENABLED:
     urlpatterns.insert(0, path("admin/", admin.site.urls))
 
-handler500 = "shop.errors.server_error"
+handler500 = "django_stack.errors.server_error"

@@ -21,10 +21,10 @@ from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from dbfailover import registry
-from dbfailover.databases import build
-from shop.config import DatabaseHost
-from testing import servers as bench
+from django_stack.dbfailover import registry
+from django_stack.dbfailover.databases import build
+from django_stack.config import DatabaseHost
+from django_stack import testing as bench
 
 # The CSRF token of each form in a page.
 CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -32,7 +32,7 @@ CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 @pytest.fixture(scope="session")
 def state_path() -> str:
-    path = os.environ.get("SHOP_TEST_STATE")
+    path = os.environ.get("STACK_TEST_STATE")
     if not path:
         pytest.exit("run the app's tests through testing.servers: scripts/app-test.sh pytest (make test-app)", 2)
     return path

@@ -34,4 +34,4 @@ def test_the_bench_urlconf_keeps_the_error_pages():
     import shop.urls
     import shop.urls_bench
 
-    assert shop.urls_bench.handler500 == shop.urls.handler500 == "shop.errors.server_error"
+    assert shop.urls_bench.handler500 == shop.urls.handler500 == "django_stack.errors.server_error"

@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.test import Client
 from django.test.utils import override_settings
 
-from memcache_backend.backend import MemcachedCache
+from django_stack.memcache_backend.backend import MemcachedCache
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_a_stopped_node_mid_run_then_back(cache_server):
 
 def test_keys_spread_over_a_cluster(cache_server, refused_port):
     # Two nodes, one dead: everything still works (the live node takes the keys it can).
-    cluster = {"default": {"BACKEND": "memcache_backend.backend.MemcachedCache",
+    cluster = {"default": {"BACKEND": "django_stack.memcache_backend.backend.MemcachedCache",
                            "LOCATION": [f"127.0.0.1:{cache_server.port}", f"127.0.0.1:{refused_port}"],
                            "OPTIONS": {"socket_timeout": 0.2}}}
     with override_settings(CACHES=cluster):

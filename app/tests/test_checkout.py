@@ -8,7 +8,7 @@ from django.test import Client
 from catalog.models import Product
 from orders import views as order_views
 from orders.models import Order
-from shop.sessions import SessionStore
+from django_stack.sessions import SessionStore
 from tests.conftest import CSRF_INPUT
 
 

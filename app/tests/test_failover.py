@@ -8,9 +8,9 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from dbfailover import registry
-from dbfailover.databases import build
-from shop.config import DatabaseConfig
+from django_stack.dbfailover import registry
+from django_stack.dbfailover.databases import build
+from django_stack.config import DatabaseConfig
 from tests.conftest import host, swapped_databases
 
 
@@ -44,7 +44,7 @@ def test_replicas_fail_over_in_turn_and_then_to_the_primary():
 
 
 def test_refused_replica_fails_over_to_the_next_one_and_is_logged(refused_port, real_replica, caplog):
-    caplog.set_level(logging.WARNING, logger="shop.db.failover")
+    caplog.set_level(logging.WARNING, logger="django_stack.db.failover")
     with swapped_databases([host(refused_port), real_replica]):
         took, port = connect("replica_1")
         assert port == real_replica.port
@@ -169,7 +169,7 @@ def test_a_slow_query_is_not_a_dead_replica(real_replica, primary_server, caplog
     on the next server (where it would be slow too, and mark that one down as well)."""
     from django.db import OperationalError
 
-    caplog.set_level(logging.WARNING, logger="shop.db.failover")
+    caplog.set_level(logging.WARNING, logger="django_stack.db.failover")
     with swapped_databases([real_replica], connect_timeout=1, replica_read_timeout=1):
         assert reached("replica_1")[1] == ("127.0.0.1", real_replica.port)
         with pytest.raises(OperationalError), connections["replica_1"].cursor() as cursor:
@@ -209,7 +209,7 @@ def test_a_server_found_down_is_skipped_by_every_process_of_the_node(freezable, 
         freezable.freeze()
         assert reached("replica_1")[1] == ("127.0.0.1", real_replica.port)
         # Another process of this node, as another uWSGI worker is.
-        script = ("import sys; from dbfailover import registry; "
+        script = ("import sys; from django_stack.dbfailover import registry; "
                   f"print(registry.is_down(('127.0.0.1', {freezable.port})), "
                   f"registry.down_for(('127.0.0.1', {freezable.port})) > 1)")
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

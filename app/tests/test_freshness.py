@@ -13,8 +13,8 @@ from django.test.utils import override_settings
 
 from catalog import datacache
 from catalog.models import Product
-from memcache_backend import backend as memcache_backend
-from shop.release import release_id
+from django_stack.memcache_backend import backend as memcache_backend
+from django_stack.release import release_id
 from tests.conftest import in_another_thread
 
 
@@ -61,7 +61,7 @@ def _home_port(backend, key) -> int:
 
 def test_a_change_saved_while_a_cache_node_is_cut_off_is_never_served_stale(cache_server, second_memcached):
     proxy = second_memcached.proxy
-    cluster = {"default": {"BACKEND": "memcache_backend.backend.MemcachedCache", "KEY_PREFIX": "blip",
+    cluster = {"default": {"BACKEND": "django_stack.memcache_backend.backend.MemcachedCache", "KEY_PREFIX": "blip",
                            "LOCATION": [f"127.0.0.1:{cache_server.port}", f"127.0.0.1:{proxy.port}"],
                            "OPTIONS": {"socket_timeout": 0.3, "dead_retry": 30}}}
     with override_settings(CACHES=cluster):
@@ -94,7 +94,7 @@ def test_a_change_saved_while_a_cache_node_is_cut_off_is_never_served_stale(cach
 def test_a_dead_node_is_not_replaced_by_another_one_for_its_keys(cache_server, refused_port):
     """A key lives on its home node only: while that node is dead its keys are misses, so no second copy of a
     key is ever written elsewhere (the copy that would go stale when the home answers again)."""
-    cluster = {"default": {"BACKEND": "memcache_backend.backend.MemcachedCache", "KEY_PREFIX": "home",
+    cluster = {"default": {"BACKEND": "django_stack.memcache_backend.backend.MemcachedCache", "KEY_PREFIX": "home",
                            "LOCATION": [f"127.0.0.1:{cache_server.port}", f"127.0.0.1:{refused_port}"],
                            "OPTIONS": {"socket_timeout": 0.2}}}
     with override_settings(CACHES=cluster):
@@ -174,7 +174,7 @@ def test_a_renamed_user_is_shown_while_the_replicas_lag(logged_in, lagging_repli
         user.username = user.username + "-lag"
         user.save()
         # Past the read-your-writes pin of the login: this request reads the lagging replica.
-        with override_settings(SHOP_READ_YOUR_WRITES_SECONDS=0):
+        with override_settings(STACK_READ_YOUR_WRITES_SECONDS=0):
             assert user.username.encode() in client.get("/").content
 
 
@@ -182,8 +182,8 @@ def test_a_stale_first_pass_is_rebuilt_when_its_lock_node_is_unreachable(cache_s
     """The rebuild lock of a page lives on a node this process cannot reach (cut off, or found dead for
     dead_retry): nobody is rebuilding, so the request builds the page itself instead of serving the stale copy
     (before: every request served the stale page until the node came back)."""
-    from memcache_backend.backend import MemcachedCache
-    from twopass.cache import MISS, FirstPassCache
+    from django_stack.memcache_backend.backend import MemcachedCache
+    from django_stack.twopass.cache import MISS, FirstPassCache
 
     cluster = MemcachedCache([f"127.0.0.1:{cache_server.port}", f"127.0.0.1:{refused_port}"],
                              {"KEY_PREFIX": "lock", "OPTIONS": {"socket_timeout": 0.2}})

@@ -16,11 +16,11 @@ def test_a_job_running_elsewhere_is_skipped(capsys):
 
     def other_node():
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK('shop:job:refresh_cache', 0)")
+            cursor.execute("SELECT GET_LOCK(CONCAT(DATABASE(), ':job:refresh_cache'), 0)")
             assert cursor.fetchone()[0] == 1
             held.set()
             release.wait(10)
-            cursor.execute("SELECT RELEASE_LOCK('shop:job:refresh_cache')")
+            cursor.execute("SELECT RELEASE_LOCK(CONCAT(DATABASE(), ':job:refresh_cache'))")
         connections["default"].close()
         done.set()
 

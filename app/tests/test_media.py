@@ -14,7 +14,7 @@ from django.test import Client
 
 from catalog.images import product_png
 from catalog.models import Product
-from mediastore.storage import MediaServerStorage
+from django_stack.mediastore.storage import MediaServerStorage
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_the_demo_catalog_images_are_on_the_media_server_and_regeneration_is_ide
 def test_a_demo_catalog_rerun_that_creates_nothing_leaves_the_caches_alone(capsys):
     """site.yml runs the command on every converge: with nothing to create it must not make every cached page
     stale (a no-change converge under load would rebuild them all)."""
-    from twopass import versions
+    from django_stack.twopass import versions
 
     call_command("make_demo_catalog", products=60, categories=3)
     stamps = versions.get("catalog", "categories")

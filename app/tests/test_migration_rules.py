@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, migrations, models
 from django.db.migrations.loader import MigrationLoader
 
-from migrationrules import rules
+from django_stack.migrationrules import rules
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from catalog.models import Category, Product
-from replicas.middleware import COOKIE
-from replicas.router import ReplicaRouter
+from django_stack.replicas.middleware import COOKIE
+from django_stack.replicas.router import ReplicaRouter
 from tests.conftest import all_queries, swapped_databases
 
 
@@ -56,7 +56,7 @@ def test_objects_from_primary_and_replica_may_be_related():
 
 
 def test_a_user_reads_their_own_writes_from_the_primary_for_a_while(logged_in):
-    with override_settings(SHOP_READ_YOUR_WRITES_SECONDS=2):
+    with override_settings(STACK_READ_YOUR_WRITES_SECONDS=2):
         client, _ = logged_in()  # logging in writes the session: pinned
         assert COOKIE in client.cookies
         assert product_reads(client, "/?page=3") == {"default"}

@@ -85,7 +85,7 @@ def test_healthz_ok_and_never_cached():
 
 
 def test_healthz_is_degraded_but_up_without_cache(refused_port, settings):
-    settings.CACHES = {"default": {"BACKEND": "memcache_backend.backend.MemcachedCache",
+    settings.CACHES = {"default": {"BACKEND": "django_stack.memcache_backend.backend.MemcachedCache",
                                    "LOCATION": [f"127.0.0.1:{refused_port}"], "OPTIONS": {"socket_timeout": 0.2}}}
     response = Client().get("/healthz")
     assert response.status_code == 200

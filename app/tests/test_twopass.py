@@ -12,9 +12,9 @@ from django.test.utils import override_settings
 
 from catalog.models import Category, Product
 from tests.conftest import CSRF_INPUT, all_queries
-from twopass import cache as fp
-from twopass.cache import FirstPassCache
-from twopass.render import first_pass
+from django_stack.twopass import cache as fp
+from django_stack.twopass.cache import FirstPassCache
+from django_stack.twopass.render import first_pass
 
 
 
@@ -162,7 +162,7 @@ def test_first_pass_is_invalidated_when_the_data_changes(replicated):
 
 
 def test_pages_render_with_every_cache_node_down(refused_port):
-    dead = {"default": {"BACKEND": "memcache_backend.backend.MemcachedCache",
+    dead = {"default": {"BACKEND": "django_stack.memcache_backend.backend.MemcachedCache",
                         "LOCATION": [f"127.0.0.1:{refused_port}"], "OPTIONS": {"socket_timeout": 0.2}}}
     with override_settings(CACHES=dead):
         client = Client()

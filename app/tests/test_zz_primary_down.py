@@ -8,7 +8,7 @@ import json
 from django.db import close_old_connections, connections
 from django.test import Client
 
-from dbfailover import registry
+from django_stack.dbfailover import registry
 from orders.models import Order
 from tests.conftest import CSRF_INPUT
 
@@ -31,7 +31,7 @@ def test_primary_down_reads_work_and_writes_get_the_read_only_page(logged_in, pr
             connection.close()
         # Reads: every page of the catalog, for anonymous and logged-in users (past the read-your-writes pin).
         from django.test.utils import override_settings
-        with override_settings(SHOP_READ_YOUR_WRITES_SECONDS=0):
+        with override_settings(STACK_READ_YOUR_WRITES_SECONDS=0):
             for who in (anonymous, client):
                 for path in ("/", "/c/cat-002/", product.get_absolute_url(), "/cart/"):
                     assert who.get(path).status_code == 200, path

@@ -17,7 +17,7 @@ from django.db import transaction
 from catalog import datacache
 from catalog.images import product_png
 from catalog.models import Category, Product
-from twopass import versions
+from django_stack.twopass import versions
 
 ADJECTIVES = ["Sturdy", "Light", "Classic", "Compact", "Deluxe", "Rustic", "Modern", "Tiny", "Giant", "Quiet",
               "Bright", "Smooth", "Rugged", "Elegant", "Handy", "Swift"]
