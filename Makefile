@@ -11,13 +11,15 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEBIAN ?= 13
 export LAB_DEBIAN_VERSION := $(DEBIAN)
 
-.PHONY: help venv bench-venv engine images secrets lab lab-down lint test test-app bench-app bench test-control test-molecule
+.PHONY: help venv bench-venv engine images secrets lab lab-down lint test test-app test-package package collection bench-app bench test-control test-molecule
 
 help:
 	@echo "make lab       create the lab (one container per host of inventories/lab) and converge site.yml"
 	@echo "make lab-down  remove the lab"
 	@echo "make test      lint, the app's tests, control-node tests, then every molecule scenario (what CI runs)"
-	@echo "make test-app  the Django app's tests against real MariaDB/memcached/nginx (in a container)"
+	@echo "make test-app  the shop's tests against real MariaDB/memcached/nginx (in a container)"
+	@echo "make test-package  the django-stack package's tests (against the guestbook project), and its wheel"
+	@echo "make collection    the Ansible collection's tarball in dist/"
 	@echo "make bench-app the app's page-caching benchmark; report in app/bench/results/"
 	@echo "make bench     benchmarks and fault injection against the lab (rebuilds it first); bench/results/"
 	@echo "DEBIAN=12      on either, to run the nodes on Debian 12 instead of 13"
@@ -58,11 +60,27 @@ lab-down: venv
 lint: venv
 	yamllint --strict .
 	ansible-lint
+	python scripts/role-interface.py
+	antsibull-changelog lint
 
 # The Django app's tests: pytest-django against a real MariaDB primary and replica, memcached and nginx, all
 # started on the loopback of a throwaway container of the nodes' Debian release (scripts/app-test.sh).
 test-app: engine
 	scripts/app-test.sh pytest -q
+
+# The django-stack package: its wheel (dist/), and its own tests against the guestbook project and real servers.
+package: venv
+	rm -rf dist/django_stack-*.whl django_stack/build
+	pip wheel --quiet --no-deps ./django_stack -w dist
+	rm -rf django_stack/build django_stack/src/*.egg-info
+	ls dist/django_stack-*.whl
+
+test-package: engine package
+	APP_TEST_DIR=django_stack scripts/app-test.sh pytest -q
+
+# The Ansible collection (galaxy.yml): dist/django_stack-stack-<version>.tar.gz.
+collection: venv
+	ansible-galaxy collection build --force --output-path dist .
 
 bench-app: engine
 	scripts/app-test.sh python -m bench.strategies
@@ -74,10 +92,10 @@ bench: bench-venv images secrets
 	python -m bench $(BENCH_ARGS)
 
 # Control-node tests: no containers (the preflight checks against broken inventories).
-test-control: venv
+test-control: venv collection
 	pytest -q tests
 
-test-molecule: venv images secrets
+test-molecule: venv images secrets collection
 	molecule test --all
 
-test: lint test-app test-control test-molecule
+test: lint test-app test-package test-control test-molecule

@@ -198,7 +198,7 @@ class Bench:
         status = probe["records"][0][2] if probe["records"] else 0
         if status != 200:
             raise LabError(f"/bench/slow/ answered {status} through the load balancer: the benchmark's pages are "
-                           "off (shop_web_bench_urls: true in the lab's group_vars, then `make lab`)")
+                           "off (django_web_project_settings.bench_urls: true in the lab's group_vars, then `make lab`)")
         data = json.loads(self.lab.django(SETUP % {"users": self.users, "products": 2000}))
         self.cookies = data["cookies"]
         self.products = data["products"]

@@ -87,6 +87,47 @@ print(json.dumps({"reply": data.decode()}))
 """
 
 
+# A small browser: a cookie jar, TLS without verification (the lab's certificate is self-signed), and the
+# CSRF token of the page it last fetched. Runs a list of steps and prints what each returned.
+_BROWSER = r"""
+import http.cookiejar, json, re, ssl, sys, urllib.parse, urllib.request, urllib.error
+steps = json.loads(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+jar = http.cookiejar.CookieJar()
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+token, out = None, []
+for method, path, form, headers in steps:
+    data = None
+    if form is not None:
+        form = dict(form)
+        if token:
+            form.setdefault("csrfmiddlewaretoken", token)
+        data = urllib.parse.urlencode(form).encode()
+    req = urllib.request.Request(sys.argv[2] + path, data=data, method=method, headers={"Referer": sys.argv[2] + "/", **headers})
+    try:
+        with opener.open(req, timeout=10) as r:
+            status, hdrs, body = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, hdrs, body = e.code, dict(e.headers), e.read()
+    text = body.decode(errors="replace")
+    found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
+    if found:
+        token = found[-1]
+    out.append({"status": status, "headers": {k.lower(): v for k, v in hdrs.items()}, "body": text, "size": len(body)})
+print(json.dumps(out))
+"""
+
+
+def browse(*steps, src=None, base="https://127.0.0.1"):
+    """Run steps (method, path, form or None, headers) in one browser session, from src (default: the first load
+    balancer) against base; each step's {status, headers, body, size}."""
+    src = src or hosts_of("loadbalancers")[0]
+    return _python(node(src), _BROWSER, json.dumps([[*step, {}][:4] for step in steps]), base)
+
+
 def memcached(src, dst, command, port=11211):
     """Send a memcached text-protocol command from src to dst and return the reply."""
     return _python(node(src), _MEMCACHED, dst, str(port), command)["reply"]

@@ -38,7 +38,7 @@ def app_sql(server, query, client=None):
     """Run SQL with the app's account from the app client (a web node): (rc, stdout, stderr)."""
     client = client or hosts_of("webservers")[0]
     cmd = node(client).run(
-        "mariadb --connect-timeout=3 -h %s -u shop -p%s shop -N -B -e %s", server, app_password(), query)
+        "mariadb --connect-timeout=3 -h %s -u guestbook -p%s guestbook -N -B -e %s", server, app_password(), query)
     return cmd.rc, cmd.stdout, cmd.stderr
 
 
@@ -56,7 +56,7 @@ def replica_status(host):
 def wait_for_row(host, table, marker, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if sql(host, f"SELECT COUNT(*) FROM shop.{table} WHERE marker = '{marker}'") == [["1"]]:
+        if sql(host, f"SELECT COUNT(*) FROM guestbook.{table} WHERE marker = '{marker}'") == [["1"]]:
             return True
         time.sleep(0.1)
     return False
@@ -92,7 +92,7 @@ _WRITER = """
 end=$((SECONDS + {seconds})); rm -f /tmp/{log}
 while [ $SECONDS -lt $end ]; do
   t=$(date +%s.%N)
-  out=$(mariadb --connect-timeout=1 -h {server} -u shop -p{password} shop \\
+  out=$(mariadb --connect-timeout=1 -h {server} -u guestbook -p{password} guestbook \\
         -e "INSERT INTO probe (marker) VALUES (REPLACE(UUID(), '-', ''))" 2>&1)
   rc=$?
   if [ $rc -eq 0 ]; then s=ok; elif echo "$out" | grep -q -e 1290 -e read-only; then s=read-only; else s=down; fi
@@ -218,7 +218,7 @@ def test_a_primary_that_replicates_stops_the_run():
 
 def test_a_diverged_replica_stops_the_run():
     replica = hosts_of("db_replicas")[-1]
-    sql(replica, "INSERT INTO shop.probe (marker) VALUES ('written-on-the-replica')")
+    sql(replica, "INSERT INTO guestbook.probe (marker) VALUES ('written-on-the-replica')")
     try:
         rc, out = run_playbook("playbooks/database.yml", WITH_DB4)
         assert rc != 0
@@ -248,8 +248,8 @@ def test_promotion_keeps_every_acknowledged_write():
     # A bounded writer: 2,000 inserts at most, stopping at the first failure; each id is recorded only
     # after the server acknowledged its commit.
     writer.run("rm -f /tmp/acked")
-    script = (f"for i in $(seq 1 2000); do mariadb --connect-timeout=2 -h {primary} -u shop -p{app_password()} "
-              f"shop -e \"INSERT INTO acks VALUES ($i)\" || break; echo $i >> /tmp/acked; done")
+    script = (f"for i in $(seq 1 2000); do mariadb --connect-timeout=2 -h {primary} -u guestbook -p{app_password()} "
+              f"guestbook -e \"INSERT INTO acks VALUES ($i)\" || break; echo $i >> /tmp/acked; done")
     assert writer.run("systemd-run --unit promotion-writer bash -c %s", script).rc == 0
     time.sleep(3)
     subprocess.run(["docker", "stop", "-t", "0", container(primary)], check=True, capture_output=True)
@@ -264,7 +264,7 @@ def test_promotion_keeps_every_acknowledged_write():
     other = next(h for h in survivors if h != new_primary)
     PROMOTED.update(primary=new_primary, replica=other)
 
-    rows = {int(r[0]) for r in sql(new_primary, "SELECT id FROM shop.acks")}
+    rows = {int(r[0]) for r in sql(new_primary, "SELECT id FROM guestbook.acks")}
     assert set(acked) <= rows, f"acknowledged but lost: {sorted(set(acked) - rows)[:10]}"
     marker = uuid.uuid4().hex
     rc, _, err = app_sql(new_primary, f"INSERT INTO probe (marker) VALUES ('{marker}')")
@@ -319,7 +319,8 @@ def promoted_inventory(primary, replicas):
     target.mkdir(exist_ok=True)
     (target / "ansible_inventory.yml").write_text(source.read_text())
     (target / "hosts.yml").write_text(yaml.safe_dump({"dbtest": {"children": {
-        "webservers": {"hosts": {h: None for h in hosts_of("webservers")}},
+        **{group: {"hosts": {h: None for h in hosts_of(group)}}
+           for group in ("loadbalancers", "webservers", "cacheservers", "mediaservers")},
         "dbservers": {"children": {"db_primary": {"hosts": {primary: None}},
                                    "db_replicas": {"hosts": {h: None for h in replicas}}}}}}}))
     group_vars = target / "group_vars"

@@ -8,55 +8,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+import stacktest
 from stacktest import _python, container, hosts_of, node, run_playbook, tcp_open
 
 LB = "https://127.0.0.1"
 
-# A small browser: a cookie jar, TLS without verification (the lab's certificate is self-signed), and the
-# CSRF token of the page it last fetched. Runs a list of steps and prints what each returned.
-_BROWSER = r"""
-import http.cookiejar, json, re, ssl, sys, urllib.parse, urllib.request, urllib.error
-steps = json.loads(sys.argv[1])
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-jar = http.cookiejar.CookieJar()
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *a, **k):
-        return None
-opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-token, out = None, []
-for method, path, form, headers in steps:
-    data = None
-    if form is not None:
-        form = dict(form)
-        if token:
-            form.setdefault("csrfmiddlewaretoken", token)
-        data = urllib.parse.urlencode(form).encode()
-    req = urllib.request.Request(sys.argv[2] + path, data=data, method=method, headers={"Referer": sys.argv[2] + "/", **headers})
-    try:
-        with opener.open(req, timeout=10) as r:
-            status, hdrs, body = r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        status, hdrs, body = e.code, dict(e.headers), e.read()
-    text = body.decode(errors="replace")
-    found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
-    if found:
-        token = found[-1]
-    out.append({"status": status, "headers": {k.lower(): v for k, v in hdrs.items()}, "body": text, "size": len(body)})
-print(json.dumps(out))
-"""
-
-
 def browse(*steps, src=None):
     """Run steps (method, path, form or None, headers) in one browser session on the load balancer."""
-    src = src or hosts_of("loadbalancers")[0]
-    return _python(node(src), _BROWSER, json.dumps([[*step, {}][:4] for step in steps]), LB)
+    return stacktest.browse(*steps, src=src, base=LB)
 
 
 def manage(*args):
     """Run a manage.py command on the first web node, as the app runs it."""
     web = node(hosts_of("webservers")[0])
     out = web.run(
-        "cd /srv/shop/current && runuser -u shop -- env SHOP_CONFIG=/etc/shop/shop.json "
+        "cd /srv/shop/current && runuser -u shop -- env STACK_CONFIG=/etc/shop/shop.json "
         "venv/bin/python manage.py " + " ".join(["%s"] * len(args)), *args)
     assert out.rc == 0, out.stderr
     return out.stdout
@@ -352,7 +318,7 @@ def test_a_uwsgi_restart_rolls_one_web_node_at_a_time():
         pids = {web: _uwsgi_pid(web) for web in webs}
 
         def change():
-            rc, out = run_playbook("playbooks/web.yml", extra_vars={"shop_web_harakiri": harakiri})
+            rc, out = run_playbook("playbooks/web.yml", extra_vars={"django_web_harakiri": harakiri})
             assert rc == 0, out[-3000:]
 
         codes = under_load(change, f"rolling-restart-{harakiri}")
@@ -466,7 +432,7 @@ def test_zz_adding_a_web_node_is_one_inventory_line_and_a_rerun():
                               ").read().decode())")
     assert json.loads(health.stdout)["status"] == "ok", health.stdout
     assert _sequential_requests(12, 0) == [200] * 12
-    # Old releases were pruned to shop_web_releases_kept (3), newest first, the live one kept.
+    # Old releases were pruned to django_web_releases_kept (3), newest first, the live one kept.
     left = set(first.run("ls /srv/shop/releases").stdout.split())
     assert left == {_current_release(webs[0]).rsplit("/", 1)[-1], "old-1", "old-2"}, left
     served = node("web3").run("journalctl -u shop --no-pager -o cat | grep -c 'GET /?page='").stdout.strip()
