@@ -17,7 +17,7 @@ LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 LOADGEN_IN_CONTAINER = "/var/tmp/django-stack-loadgen.py"
 WRITER = Path(__file__).resolve().parent / "writer.py"
 WRITER_IN_CONTAINER = "/var/tmp/django-stack-writer.py"
-MANAGE = ("cd /srv/shop/current && runuser -u shop -- env STACK_CONFIG=/etc/shop/shop.json "
+MANAGE = ("cd /srv/shop/current && runuser -u shop -- env STACK_CONFIG=/etc/shop/config.json "
           "venv/bin/python manage.py shell -c {}")
 
 

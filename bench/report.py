@@ -436,7 +436,7 @@ def render(data: dict, out: Path) -> str:
             "",
             f"The same read load, plus logged-in users placing orders one after another (add to cart, then checkout, "
             f"4 a second). At {t['primary stopped']:.0f} s MariaDB stops on {primary['old']}; 10 s later "
-            f"`playbooks/promote-replica.yml -e promote_candidate={primary['new']}` runs "
+            f"`playbooks/promote_replica.yml -e promote_candidate={primary['new']}` runs "
             f"({primary['promote_s']:.0f} s). Then, with the inventory changed as that playbook says "
             f"({primary['new']} under db_primary, {primary['old']} out), `playbooks/web.yml` points the web nodes at "
             f"the new primary ({primary['repoint_s']:.0f} s) and `site.yml` makes the rest of the stack follow "

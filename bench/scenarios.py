@@ -621,7 +621,7 @@ class Bench:
             self.lab.sh(old, "systemctl stop mariadb")
             time.sleep(10)
             timeline["promotion started"] = time.time() - started
-            promote = playbook(f"promote {new}", "playbooks/promote-replica.yml", "-e", f"promote_candidate={new}")
+            promote = playbook(f"promote {new}", "playbooks/promote_replica.yml", "-e", f"promote_candidate={new}")
             timeline["promoted"] = time.time() - started
             inventory = self.promoted_inventory(new)
             # The runbook's order: the web tier first (writes come back once it has the new primary), then the

@@ -6,6 +6,7 @@ container to another, so firewall rules are checked the way the tiers use them.
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 
@@ -151,6 +152,11 @@ def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inve
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     return result.returncode, result.stdout + result.stderr
+
+
+def recap(out):
+    """{host: changed count} from a playbook's PLAY RECAP."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)}
 
 
 def container(name):

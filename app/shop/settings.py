@@ -1,7 +1,7 @@
 """Settings of the shop, read from the configuration file Ansible writes (see django_stack.config).
 
 Nothing here is meant to be edited per environment: every value that differs between the lab, a laptop and
-production comes from the configuration file named by ``STACK_CONFIG`` (the web role writes ``/etc/shop/shop.json``).
+production comes from the configuration file named by ``STACK_CONFIG`` (the web role writes ``/etc/shop/config.json``).
 """
 
 from dataclasses import dataclass

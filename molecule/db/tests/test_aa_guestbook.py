@@ -18,7 +18,7 @@ def test_the_project_is_deployed_under_its_own_name():
     assert host.service("guestbook.service").is_running and host.service("guestbook.service").is_enabled
     assert host.file("/srv/guestbook/current/manage.py").exists
     assert not host.file("/srv/shop").exists and not host.file("/etc/shop").exists
-    config = json.loads(host.run("cat /etc/guestbook/guestbook.json").stdout)
+    config = json.loads(host.run("cat /etc/guestbook/config.json").stdout)
     assert config["project"] == {"title": "The molecule guestbook"}
     assert config["database"]["name"] == "guestbook" and config["cache"]["key_prefix"] == "guestbook"
     ini = host.file("/etc/guestbook/uwsgi.ini").content_string

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacktest import container, hosts_of, node, run_playbook, tcp_open
+from stacktest import container, hosts_of, node, recap, run_playbook, tcp_open
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 # The scale-out test adds db4 to db_replicas with this extra inventory file; every later run keeps it, as an
@@ -229,7 +229,7 @@ def test_a_diverged_replica_stops_the_run():
 
 
 def test_promotion_is_refused_while_the_primary_answers():
-    rc, out = run_playbook("playbooks/promote-replica.yml", WITH_DB4, limit=["db2", "db4"])
+    rc, out = run_playbook("playbooks/promote_replica.yml", WITH_DB4, limit=["db2", "db4"])
     assert rc != 0
     assert "still answers on port 3306" in " ".join(out.split()), out[-4000:]
     assert replica_status("db2")["Slave_SQL_Running"] == "Yes"
@@ -257,7 +257,7 @@ def test_promotion_keeps_every_acknowledged_write():
     acked = [int(x) for x in writer.run("cat /tmp/acked").stdout.split()]
     assert len(acked) > 10, "the writer should have committed rows before the primary stopped"
 
-    rc, out = run_playbook("playbooks/promote-replica.yml", WITH_DB4, limit=survivors)
+    rc, out = run_playbook("playbooks/promote_replica.yml", WITH_DB4, limit=survivors)
     assert rc == 0, out[-4000:]
     flat = " ".join(out.split())
     new_primary = next(h for h in survivors if f"{h} is the primary now" in flat)
@@ -271,11 +271,6 @@ def test_promotion_keeps_every_acknowledged_write():
     assert rc == 0, err
     assert wait_for_row(other, "probe", marker, 2.0), replica_status(other)
     assert replica_status(other)["Master_Host"] == node(new_primary).interface("eth0").addresses[0]
-
-
-def recap(out):
-    """{host: changed count} from a playbook's PLAY RECAP."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)}
 
 
 def test_the_old_primary_comes_back_read_only_and_the_old_inventory_is_refused():

@@ -22,7 +22,7 @@ def manage(*args):
     """Run a manage.py command on the first web node, as the app runs it."""
     web = node(hosts_of("webservers")[0])
     out = web.run(
-        "cd /srv/shop/current && runuser -u shop -- env STACK_CONFIG=/etc/shop/shop.json "
+        "cd /srv/shop/current && runuser -u shop -- env STACK_CONFIG=/etc/shop/config.json "
         "venv/bin/python manage.py " + " ".join(["%s"] * len(args)), *args)
     assert out.rc == 0, out.stderr
     return out.stdout

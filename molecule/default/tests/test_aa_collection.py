@@ -1,0 +1,46 @@
+"""The collection, installed from the tarball `make collection` built into a directory that is not this
+repository, runs site.yml against the scenario's servers and finds nothing to change: the installed roles,
+playbooks and group_vars build the very stack the repository's site.yml built. Runs first (file order), before
+the tests that change the topology."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from stacktest import container, hosts_of, recap
+
+ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+
+
+def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
+    version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    tarball = ROOT / "dist" / f"django_stack-stack-{version}.tar.gz"
+    assert tarball.exists(), f"{tarball}: run `make collection` first (make test-molecule does)"
+    # A user's directory: an ansible.cfg of their own, the collection installed, an inventory and group_vars.
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = collections\npipelining = true\n"
+                                         "forks = 20\ninterpreter_python = auto_silent\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"))
+    done = subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", "collections",
+                           str(tarball)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    lab = ROOT / "inventories" / "lab"
+    hosts = yaml.safe_load((lab / "hosts.yml").read_text())
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    # The environment's variables and secrets as the lab has them; the hosts are this scenario's containers.
+    shutil.copytree(lab / "group_vars" / "lab", inventory / "group_vars" / "lab")
+    (inventory / "host_vars").mkdir()
+    for host in hosts_of("all"):
+        (inventory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump({"ansible_host": container(host)}))
+    run = subprocess.run(["ansible-playbook", "-i", str(inventory / "hosts.yml"), "django_stack.stack.site"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-5000:]
+    changed = recap(out)
+    assert set(changed) >= set(hosts_of("webservers") + hosts_of("dbservers")), out[-3000:]
+    assert all(n == 0 for n in changed.values()), {h: n for h, n in changed.items() if n}
