@@ -21,8 +21,9 @@ def test_the_project_is_deployed_under_its_own_name():
     config = json.loads(host.run("cat /etc/guestbook/config.json").stdout)
     assert config["project"] == {"title": "The molecule guestbook"}
     assert config["database"]["name"] == "guestbook" and config["cache"]["key_prefix"] == "guestbook"
-    ini = host.file("/etc/guestbook/uwsgi.ini").content_string
-    assert "module = guestbook.wsgi:application" in ini and "DJANGO_SETTINGS_MODULE=guestbook.settings" in ini
+    assert "module = guestbook.wsgi:application" in host.file("/etc/guestbook/uwsgi.ini").content_string
+    unit = host.file("/etc/systemd/system/guestbook.service").content_string
+    assert "STACK_CONFIG=/etc/guestbook/config.json DJANGO_SETTINGS_MODULE=guestbook.settings" in unit
     # Its jobs, not the shop's: the one it asked for, on its leader.
     assert host.service("guestbook-job@clearsessions.timer").is_enabled
     assert not host.file("/etc/systemd/system/guestbook-job@refresh_cache.timer").exists
