@@ -4,7 +4,7 @@ scenario, before the database tests change the topology."""
 
 import json
 
-from stacktest import browse, hosts_of, node, tcp_open
+from stacktest import browse, hosts_of, node, recap, run_playbook, tcp_open
 
 LB = "https://localhost"
 
@@ -84,3 +84,13 @@ def test_the_release_installs_the_package_from_its_hash_locked_wheels():
     lock = web().run("cat /srv/guestbook/wheels/*/requirements.lock").stdout
     assert "./django_stack-0.1.0-py3-none-any.whl --hash=sha256:" in lock, lock
     assert "./django-5.2" in lock.lower(), lock
+
+
+def test_a_source_that_is_not_a_django_project_is_refused_before_any_change(tmp_path):
+    (tmp_path / "requirements.txt").write_text("")
+    rc, out = run_playbook("playbooks/web.yml", extra_vars={"django_web_project_src": str(tmp_path)})
+    assert rc != 0
+    assert f"The project's source {tmp_path} has no manage.py" in " ".join(out.split()), out[-3000:]
+    changed = recap(out)
+    assert changed and all(n == 0 for n in changed.values()), changed
+    assert web().service("guestbook.service").is_running
