@@ -77,6 +77,8 @@ TEMPLATES = [
 ]
 
 STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
+# The pin's name since the shop's first releases: a rolling deploy keeps the pins set by the previous release.
+STACK_READ_YOUR_WRITES_COOKIE = "shop_pin"
 SHOP_PAGE_SIZE = CONFIG.project.page_size
 SHOP_ADMIN_ENABLED = CONFIG.admin_enabled
 

@@ -2,12 +2,13 @@
 
 import time
 
+from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.test import Client
 from django.test.utils import override_settings
 
 from catalog.models import Category, Product
-from django_stack.replicas.middleware import COOKIE
 from django_stack.replicas.router import ReplicaRouter
 from tests.conftest import all_queries, swapped_databases
 
@@ -58,7 +59,7 @@ def test_objects_from_primary_and_replica_may_be_related():
 def test_a_user_reads_their_own_writes_from_the_primary_for_a_while(logged_in):
     with override_settings(STACK_READ_YOUR_WRITES_SECONDS=2):
         client, _ = logged_in()  # logging in writes the session: pinned
-        assert COOKIE in client.cookies
+        assert settings.STACK_READ_YOUR_WRITES_COOKIE in client.cookies
         assert product_reads(client, "/?page=3") == {"default"}
         time.sleep(2.2)
         assert product_reads(client, "/?page=4") == {"replica_1"}
@@ -68,5 +69,13 @@ def test_a_user_reads_their_own_writes_from_the_primary_for_a_while(logged_in):
 
 def test_a_forged_pin_cookie_is_ignored():
     client = Client()
-    client.cookies[COOKIE] = "1"
+    client.cookies[settings.STACK_READ_YOUR_WRITES_COOKIE] = "1"
     assert product_reads(client, "/?page=2") == {"replica_1"}
+
+
+def test_a_pin_set_by_the_release_before_the_package_still_pins():
+    """During the rolling deploy that brings django_stack, a node on the old release set the pin: its name
+    (shop_pin) and signing salt (replicas.pin) are the ones the new release reads."""
+    client = Client()
+    client.cookies["shop_pin"] = signing.get_cookie_signer(salt="shop_pin" + "replicas.pin").sign("1")
+    assert product_reads(client, "/?page=2") == {"default"}

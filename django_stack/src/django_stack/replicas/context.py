@@ -13,4 +13,4 @@ class Routing:
     wrote: bool = False  # something in this request asked for the primary to write
 
 
-current: contextvars.ContextVar[Routing | None] = contextvars.ContextVar("shop_routing", default=None)
+current: contextvars.ContextVar[Routing | None] = contextvars.ContextVar("stack_routing", default=None)

@@ -12,8 +12,10 @@ from django.core import signing
 
 from django_stack.replicas.context import Routing, current
 
-COOKIE = "shop_pin"
-SALT = "django_stack.replicas.pin"
+# The pin cookie's name (``STACK_READ_YOUR_WRITES_COOKIE``) and signing salt: kept the same across releases, so a
+# pin set by a node on the previous release holds on one already on the next during a rolling deploy.
+COOKIE = "stack_pin"
+SALT = "replicas.pin"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -23,10 +25,11 @@ class ReadYourWritesMiddleware:
 
     def __call__(self, request):
         seconds = settings.STACK_READ_YOUR_WRITES_SECONDS
+        cookie = getattr(settings, "STACK_READ_YOUR_WRITES_COOKIE", COOKIE)
         pinned = False
-        if seconds and COOKIE in request.COOKIES:
+        if seconds and cookie in request.COOKIES:
             try:
-                request.get_signed_cookie(COOKIE, salt=SALT, max_age=seconds)
+                request.get_signed_cookie(cookie, salt=SALT, max_age=seconds)
                 pinned = True
             except (KeyError, signing.BadSignature):
                 pinned = False
@@ -39,7 +42,7 @@ class ReadYourWritesMiddleware:
         wrote = state.wrote or (request.method in UNSAFE_METHODS and response.status_code < 400)
         if seconds and wrote:
             response.set_signed_cookie(
-                COOKIE, "1", salt=SALT, max_age=seconds, httponly=True,
+                cookie, "1", salt=SALT, max_age=seconds, httponly=True,
                 secure=settings.SESSION_COOKIE_SECURE, samesite="Lax",
             )
         return response
