@@ -3,6 +3,10 @@ as the shop, proves that the web role's contract is not the shop's. Runs first (
 scenario, before the database tests change the topology."""
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 from stacktest import browse, hosts_of, node, recap, run_playbook, tcp_open
 
@@ -94,3 +98,32 @@ def test_a_source_that_is_not_a_django_project_is_refused_before_any_change(tmp_
     changed = recap(out)
     assert changed and all(n == 0 for n in changed.values()), changed
     assert web().service("guestbook.service").is_running
+
+
+def test_a_project_from_a_git_repository_deploys_the_ref_it_names(tmp_path):
+    """The same source committed to a repository: deployed from the tag, it is the same release (the id is a
+    hash of the contents), so nothing on the node moves; the commit after the tag (no manage.py) is not used."""
+    repo = tmp_path / "guestbook.git"
+    shutil.copytree(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "django_stack" / "tests" / "guestbook", repo,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "the guestbook")
+    git("tag", "v1")
+    (repo / "manage.py").unlink()
+    git("commit", "-q", "-am", "broken after the tag")
+    before = web().run("readlink /srv/guestbook/current").stdout.strip()
+    rc, out = run_playbook("playbooks/web.yml", extra_vars={"django_web_project_git_repo": f"file://{repo}",
+                                                            "django_web_project_git_version": "v1"})
+    assert rc == 0, out[-4000:]
+    assert web().run("readlink /srv/guestbook/current").stdout.strip() == before
+    assert "Check out the project's source at its ref" in out
+    rc, out = run_playbook("playbooks/web.yml", extra_vars={"django_web_project_git_repo": f"file://{repo}",
+                                                            "django_web_project_git_version": "main"})
+    assert rc != 0 and "has no manage.py" in " ".join(out.split()), out[-3000:]
+    assert web().run("readlink /srv/guestbook/current").stdout.strip() == before
