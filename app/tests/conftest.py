@@ -25,43 +25,12 @@ from django_stack.dbfailover import registry
 from django_stack.dbfailover.databases import build
 from django_stack.config import DatabaseHost
 from django_stack import testing as bench
+from django_stack.fixtures import (  # noqa: F401 - fixtures pytest finds by name
+    _real_database, cache_server, primary_server, replica_server, replicated, state_path, wait_for_replica,
+)
 
 # The CSRF token of each form in a page.
 CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-@pytest.fixture(scope="session")
-def state_path() -> str:
-    path = os.environ.get("STACK_TEST_STATE")
-    if not path:
-        pytest.exit("run the app's tests through testing.servers: scripts/app-test.sh pytest (make test-app)", 2)
-    return path
-
-
-@pytest.fixture(scope="session")
-def primary_server(state_path):
-    return bench.Handle(state_path, "primary")
-
-
-@pytest.fixture(scope="session")
-def replica_server(state_path):
-    return bench.Handle(state_path, "replica")
-
-
-@pytest.fixture(scope="session")
-def cache_server(state_path):
-    return bench.Handle(state_path, "cache")
-
-
-def wait_for_replica(timeout: int = 20) -> None:
-    """Wait until the replica has applied everything the primary has committed so far."""
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT @@gtid_binlog_pos")
-        (position,) = cursor.fetchone()
-    with connections["replica_1"].cursor() as cursor:
-        cursor.execute("SELECT MASTER_GTID_WAIT(%s, %s)", [position, timeout])
-        (result,) = cursor.fetchone()
-    assert result == 0, f"the replica did not reach {position} within {timeout}s"
 
 
 @pytest.fixture(scope="session")
@@ -72,22 +41,6 @@ def django_db_setup(django_db_blocker, state_path):
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("make_demo_catalog", products=60, categories=3, verbosity=0)
         wait_for_replica()
-
-
-@pytest.fixture(autouse=True)
-def _real_database(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        registry.clear()
-        cache.clear()
-        yield
-        for connection in connections.all():
-            connection.close()
-        registry.clear()
-
-
-@pytest.fixture
-def replicated():
-    return wait_for_replica
 
 
 @pytest.fixture
