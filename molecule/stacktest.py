@@ -162,3 +162,80 @@ def recap(out):
 def container(name):
     """The container name of an inventory host in the running scenario."""
     return f"molecule-{os.environ['MOLECULE_SCENARIO_NAME']}-{name}"
+
+
+# A bounded load through the load balancer, run on it as a transient unit: two readers GET catalog pages and a
+# logged-in customer adds to the cart (GET the page, POST the form with its CSRF token). Every answer is recorded
+# as [seconds since the start, kind, status]; it stops when told (a file) or after `limit` seconds.
+_LOAD = r"""
+import http.cookiejar, json, os, re, ssl, sys, threading, time, urllib.parse, urllib.request, urllib.error
+base, name, limit, user, password = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+start = time.monotonic(); end = start + limit
+results = []
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+def opener():
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx),
+                                       urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
+def call(op, kind, path, form=None):
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(base + path, data=data, headers={"Referer": base + "/"})
+    try:
+        with op.open(req, timeout=10) as r:
+            status, body = r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        status, body = type(e).__name__, ""
+    results.append([round(time.monotonic() - start, 3), kind, status])
+    found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)
+    return found[-1] if found else None
+def stopped():
+    return time.monotonic() >= end or os.path.exists(f"/tmp/{name}.stop")
+def reader(offset):
+    op, i = opener(), offset
+    while not stopped():
+        call(op, "get", "/?page=%d" % (i % 5 + 1) if i % 2 else "/c/cat-%03d/" % (i % 20 + 1))
+        i += 1
+        time.sleep(0.1)
+def customer():
+    op = opener()
+    token = call(op, "get", "/login/")
+    call(op, "login", "/login/", {"username": user, "password": password, "csrfmiddlewaretoken": token or ""})
+    while not stopped():
+        token = call(op, "get", "/c/cat-001/") or token
+        call(op, "post", "/cart/add/", {"product": "1", "next": "/c/cat-001/", "csrfmiddlewaretoken": token or ""})
+        time.sleep(0.2)
+threads = [threading.Thread(target=reader, args=(n,)) for n in (0, 1)] + [threading.Thread(target=customer)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+json.dump(results, open(f"/tmp/{name}.json", "w"))
+"""
+
+# What each kind of request answers when all is well: pages 200, the login and the cart's POST a redirect.
+LOAD_OK = {"get": 200, "login": 302, "post": 302}
+
+
+def under_load(action, name, base="https://127.0.0.1", limit=600, user="load", password="load-long-password"):
+    """Run action() while the load above runs from the first load balancer against base (the user must exist);
+    returns the load's answers, [seconds, kind, status] each. The caller checks them (load_failures)."""
+    lb = node(hosts_of("loadbalancers")[0])
+    lb.run(f"rm -f /tmp/{name}.stop /tmp/{name}.json")
+    started = lb.run(f"systemd-run --unit {name} --collect python3 -c %s %s %s %s %s %s",
+                     _LOAD, base, name, str(limit), user, password)
+    assert started.rc == 0, started.stderr
+    try:
+        action()
+    finally:
+        lb.run(f"touch /tmp/{name}.stop")
+        lb.run(f"timeout 30 sh -c 'while systemctl is-active -q {name}; do sleep 0.2; done'")
+    return json.loads(lb.file(f"/tmp/{name}.json").content_string)
+
+
+def load_failures(answers):
+    """The answers of under_load that are not what their kind answers when all is well."""
+    return [answer for answer in answers if LOAD_OK.get(answer[1]) != answer[2]]

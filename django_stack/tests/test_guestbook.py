@@ -3,12 +3,13 @@ two-pass page cached for everybody and rebuilt after a write, read-your-writes, 
 jobs under a lock and the zero-downtime migration rules."""
 
 import re
+import sys
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import connections
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from guestbook.models import Entry
@@ -73,7 +74,25 @@ def test_the_cached_view_is_served_from_memcached(replicated):
 def test_healthz_reports_each_server():
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "cache": "ok", "databases": {"default": "ok", "replica_1": "ok"}}
+    assert response.json() == {"status": "ok", "release": "guestbook", "cache": "ok",
+                               "databases": {"default": "ok", "replica_1": "ok"}}
+
+
+def test_healthz_names_the_release_the_process_loaded(tmp_path, monkeypatch):
+    """The directory holding manage.py, as imported: a release switched under the process does not change it."""
+    from django_stack.health import views
+
+    assert views.RELEASE == "guestbook"
+    release = tmp_path / "releases" / "a1b2c3"
+    (release / "site").mkdir(parents=True)
+    (release / "manage.py").write_text("")
+    (release / "site" / "settings.py").write_text("")
+    (tmp_path / "current").symlink_to(release)
+    module = type(sys)("site_settings_under_test")
+    module.__file__ = str(tmp_path / "current" / "site" / "settings.py")
+    monkeypatch.setitem(sys.modules, "site_settings_under_test", module)
+    with override_settings(SETTINGS_MODULE="site_settings_under_test"):
+        assert views._release_directory() == "a1b2c3"
 
 
 def test_a_job_runs_under_a_lock_named_after_the_database():

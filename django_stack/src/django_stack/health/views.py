@@ -6,14 +6,18 @@ connect timeout here). Each alias reports the state of *its own* server: a repli
 another server is ``down`` (``failover`` names the server that answers for it instead). Answers 200 when the node can serve reads, that is when at least one database alias
 answers, with ``"status": "ok"`` or ``"degraded"`` (the cache or the primary is down: pages are slower, or writes
 get the read-only page, but taking every web node out of the pool would be worse). Answers 503 when no
-database answers. Never cached; uWSGI keeps it out of the request log.
+database answers. ``release`` names the release directory the answering process loaded. Never cached; uWSGI keeps it out of the
+request log.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 from django.http import JsonResponse
@@ -22,6 +26,21 @@ from django.views.decorators.cache import never_cache
 from django_stack.replicas.router import topology
 
 _KEY = f"healthz:{socket.gethostname()}:{os.getpid()}"
+
+
+def _release_directory() -> str:
+    """The name of the directory this process loaded the project from (the one holding manage.py), resolved
+    when the module is imported: a deploy switches the ``current`` link under running processes, so only what
+    they loaded says which release they serve (the web role waits on it after a switch)."""
+    module = sys.modules.get(settings.SETTINGS_MODULE)
+    path = Path(getattr(module, "__file__", None) or os.getcwd()).resolve()
+    for parent in path.parents:
+        if (parent / "manage.py").exists():
+            return parent.name
+    return path.parent.name
+
+
+RELEASE = _release_directory()
 
 
 def _database_state(alias: str) -> tuple[bool, str | None]:
@@ -56,6 +75,7 @@ def healthz(request):
     status = "ok" if cache_ok and all(own_ok.values()) else ("degraded" if readable else "down")
     body = {
         "status": status,
+        "release": RELEASE,
         "cache": "ok" if cache_ok else "down",
         "databases": {alias: "ok" if ok else "down" for alias, ok in own_ok.items()},
     }
