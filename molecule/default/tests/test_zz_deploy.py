@@ -11,11 +11,12 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from stacktest import browse, hosts_of, load_failures, node, recap, run_playbook, under_load
+from stacktest import browse, container, hosts_of, load_failures, node, recap, run_playbook, under_load
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -189,3 +190,50 @@ def test_no_compiler_on_the_web_nodes():
         assert not [p for p in installed if p.endswith("-dev") or p in ("gcc", "g++", "cpp", "clang", "make")
                     or (p.startswith(("gcc-1", "cpp-1", "g++-")) and not p.endswith("-base"))], installed
         assert node(web).run("command -v gcc cc c++ cpp").stdout == ""
+
+
+@pytest.mark.skipif(not EXTRA, reason="needs web3, added by test_web.py's last test")
+def test_z_a_node_down_is_skipped_and_a_node_added_meanwhile_gets_the_release():
+    """web2 is down: the deploy goes on without it and says so. web3 is not in the inventory when the deploy
+    starts and is added while it runs: it gets the new release too. (Runs last: web2 is left on the release it
+    had when it went down, as it would be until the next deploy.)"""
+    down, late = WEBS[1], "web3"
+    inventory = EPHEMERAL / "late-web3.yml"
+    inventory.write_text("lab:\n  children:\n    webservers:\n      hosts: {}\n")
+    subprocess.run(["docker", "stop", "-t", "20", container(down)], check=True, capture_output=True)
+    try:
+        result = {}
+        before = node(WEBS[0]).file("/srv/shop/history").content_string
+
+        def run():
+            result["rc"], result["out"] = run_playbook(
+                "playbooks/deploy.yml", inventory,
+                extra_vars={"django_web_project_src": source("v3", mark_base_template("release-v3"))})
+
+        def add_web3_once_the_canary_switched():
+            thread = threading.Thread(target=run)
+            thread.start()
+            for _ in range(300):
+                if node(WEBS[0]).file("/srv/shop/history").content_string != before or not thread.is_alive():
+                    break
+                time.sleep(1)
+            inventory.write_text(WITH_WEB3.read_text())
+            thread.join()
+
+        answers = under_load(add_web3_once_the_canary_switched, "deploy-down-and-added")
+        assert result["rc"] == 4, result["out"][-4000:]  # ansible-playbook's code for an unreachable host
+        assert f"Skipped, unreachable: {down}." in result["out"]
+        assert not load_failures(answers), load_failures(answers)[:20]
+        v3 = live(WEBS[0])
+        assert v3 not in (state["original"], state["v2"])
+        assert (live(late), health(late)["release"]) == (v3, v3)
+        assert "<!-- release-v3 -->" in page()
+    finally:
+        subprocess.run(["docker", "start", container(down)], check=True, capture_output=True)
+    # Back, on the release it ran, and UP: a rerun of the deploy brings it to the new one.
+    for _ in range(60):
+        if up_on_the_load_balancer().get(down) == "UP":
+            break
+        time.sleep(1)
+    assert up_on_the_load_balancer().get(down) == "UP"
+    assert live(down) == state["original"]
