@@ -90,6 +90,16 @@ def test_the_release_installs_the_package_from_its_hash_locked_wheels():
     assert "./django-5.2" in lock.lower(), lock
 
 
+def test_the_wheels_were_built_on_the_build_server_and_no_compiler_is_on_the_web_node():
+    build = node(hosts_of("buildservers")[0])
+    assert build.run("ls /var/cache/django-stack-build/wheels-*.tar.gz").rc == 0
+    assert build.package("gcc").is_installed and build.package("libmariadb-dev").is_installed
+    assert not any(web().package(name).is_installed for name in ("gcc", "libc6-dev", "python3-dev", "libmariadb-dev"))
+    assert web().run("command -v gcc cc cpp").stdout == ""
+    wheels = {line.split("/")[0] for line in web().run("ls /srv/guestbook/wheels").stdout.split()}
+    assert len(wheels) == 1 and build.file(f"/var/cache/django-stack-build/wheels-{wheels.pop()}.tar.gz").exists
+
+
 def test_a_source_that_is_not_a_django_project_is_refused_before_any_change(tmp_path):
     (tmp_path / "requirements.txt").write_text("")
     rc, out = run_playbook("playbooks/web.yml", extra_vars={"django_web_project_src": str(tmp_path)})
