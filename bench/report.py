@@ -92,6 +92,69 @@ def plot_fault(fault: dict, out: Path) -> str:
     return name
 
 
+def plot_deploy(event: dict, out: Path) -> str:
+    """Latency over time during a deploy, with each web node's time out of the pool (drained, restarting, or
+    down) as a band of its own colour."""
+    fig, axis = plt.subplots(figsize=(10, 3.8))
+    good = [(t, lat * 1000) for t, lat, status in event["series"] if 200 <= status < 400]
+    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in event["series"] if not 200 <= status < 400]
+    if good:
+        axis.scatter(*zip(*good), s=3, alpha=0.35, color="#4878a8", label="request")
+    if bad:
+        axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed request (5xx included)")
+    if event["rolling_p50"]:
+        axis.plot(*zip(*event["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+    axis.axvline(event["inject_at"], color="#808080", linestyle="--", linewidth=1, label="playbook start / end")
+    axis.axvline(event["heal_at"], color="#808080", linestyle="--", linewidth=1)
+    colours = ["#f0c040", "#60b060", "#c080e0", "#e08040"]
+    for index, (server, spans) in enumerate(sorted(event["out_of_pool"].items())):
+        for number, (start, end) in enumerate(spans):
+            axis.axvspan(start, end, color=colours[index % len(colours)], alpha=0.3,
+                         label=f"{server} out of the pool" if number == 0 else None)
+    axis.set_yscale("log")
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(event["name"])
+    axis.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    name = f"deploy-{slug(event['name'])}.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def deploys_section(events: list[dict], out: Path) -> list[str]:
+    lines = [
+        "## Deploys and rollbacks under load",
+        "",
+        "`playbooks/deploy.yml` and `playbooks/rollback.yml` run while the fault runs' load goes through the load "
+        "balancer (one node per batch, a 10 s canary). Out of the pool: the seconds each web node was not UP on "
+        "the load balancer (drained, restarting, or rolled back), sampled every half second.",
+        "",
+        "| event | playbook s | requests | failed | 5xx | p50 ms before → during | p99 ms during | out of the pool | "
+        "outcome |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    images = []
+    for event in events:
+        during = event["during"]
+        fives = sum(n for status, n in during["statuses"].items() if 500 <= int(status) < 600)
+        pool = ", ".join(f"{server} {sum(b - a for a, b in spans):.1f} s"
+                         for server, spans in sorted(event["out_of_pool"].items())) or "none"
+        outcome = event["message"] or ("done" if event["rc"] == 0 else f"failed (rc {event['rc']})")
+        lines.append(f"| {event['name']} | {event['playbook_s']:.0f} | {during['requests']} | {during['failed']} | "
+                     f"{fives} | {ms(event['before']['p50_ms'])} → {ms(during['p50_ms'])} | {ms(during['p99_ms'])} | "
+                     f"{pool} | {outcome} |")
+        images.append(plot_deploy(event, out))
+    lines.append("")
+    canaries = [f"- {event['name']}: {event['canary']}" for event in events if event.get("canary")]
+    if canaries:
+        lines += ["What each canary saw (the playbook's report):", "", *canaries, ""]
+    for image in images:
+        lines += [f"![{image}]({image})", ""]
+    return lines
+
+
 def plot_primary(primary: dict, out: Path) -> str:
     fig, (reads, writes) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
     good = [(t, lat * 1000) for t, lat, status in primary["series"] if 200 <= status < 400]
@@ -369,6 +432,9 @@ def render(data: dict, out: Path) -> str:
     routine = data.get("routine")
     if routine:
         lines += routine_section(routine)
+    deploys = data.get("deploys")
+    if deploys:
+        lines += deploys_section(deploys, out)
     converge = data.get("converge_under_load")
     if converge:
         image = plot_fault(converge, out)

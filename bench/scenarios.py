@@ -584,6 +584,119 @@ class Bench:
         }
 
     # --- the primary lost, a replica promoted ----------------------------------------------------------------
+    # --- deploys and rollbacks (issue 17) ---------------------------------------------------------------------
+    def pool_sampler(self, stop: threading.Event, samples: list):
+        """[wall time, {server: status}] of the web backend on the load balancer, every half second."""
+        while not stop.is_set():
+            out = self.lab.sh(self.lab.lb, "echo 'show stat web 4 -1' | socat - /run/haproxy/admin.sock",
+                              check=False).lstrip("# ")
+            lines = out.splitlines()
+            if lines:
+                header = lines[0].split(",")
+                rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+                samples.append([time.time(), {row["svname"]: row["status"] for row in rows}])
+            stop.wait(0.5)
+
+    def source_copy(self, name: str, patch=None) -> Path:
+        """The shop's source with a change of its own (a new release on every run of the benchmark)."""
+        target = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        shutil.rmtree(target)
+        shutil.copytree(ROOT / "app", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if patch:
+            patch(target)
+        (target / "BENCH_RELEASE.txt").write_text(f"{name} {time.time()}\n")
+        return target
+
+    def deploy_event(self, name: str, path: str, *args: str, expect_failure: bool = False,
+                     before: float = 8.0, after: float = 8.0) -> dict:
+        """A playbook run under the fault runs' load: what the pages saw, and when each web node was out of the
+        pool (not UP on the load balancer)."""
+        users = self.mixed_users()
+        self.lab.sh(self.lab.lb, "rm -f /var/tmp/django-stack-bench-stop")
+        load = self.lab.start_load(self.spec(self.mixed_targets(), users=users, connections=32, duration=900,
+                                             rate=self.rate, timeout=15, stop_file="/var/tmp/django-stack-bench-stop"))
+        stop, samples = threading.Event(), []
+        sampler = threading.Thread(target=self.pool_sampler, args=(stop, samples), daemon=True)
+        sampler.start()
+        try:
+            time.sleep(before)
+            start_wall = time.time()
+            print(f"bench: {name}", file=sys.stderr)
+            run = subprocess.run([tool("ansible-playbook"), path, *args], cwd=ROOT, capture_output=True, text=True,
+                                 check=False)
+            end_wall = time.time()
+            time.sleep(after)
+        finally:
+            self.lab.sh(self.lab.lb, "touch /var/tmp/django-stack-bench-stop")
+            stop.set()
+            sampler.join()
+        if (run.returncode != 0) != expect_failure:
+            raise LabError(f"{path} {'succeeded' if expect_failure else 'failed'} ({name}):\n{run.stdout[-3000:]}")
+        result = load.result()
+        zero = result["started"]
+        records = result["records"]
+        # Each web node's spans out of the pool, on the load's clock.
+        spans: dict[str, list[list[float]]] = {}
+        for wall, statuses in samples:
+            for server, status in statuses.items():
+                node_spans = spans.setdefault(server, [])
+                out = not status.startswith("UP")
+                if out and (not node_spans or node_spans[-1][1] is not None):
+                    node_spans.append([wall - zero, None])
+                elif not out and node_spans and node_spans[-1][1] is None:
+                    node_spans[-1][1] = wall - zero
+        for node_spans in spans.values():
+            if node_spans and node_spans[-1][1] is None:
+                node_spans[-1][1] = samples[-1][0] - zero
+        inject_at, heal_at = start_wall - zero, end_wall - zero
+        message = re.findall(r"Release \S+ was rolled back on [^\n]*(?:\n[^\n]+)*?(?=\n\n|\Z)", run.stdout)
+        canary = re.findall(r"msg: (Canary .*?)(?=\n\S|\n\n)", run.stdout, re.S)
+        return {
+            "name": name,
+            "span": name,
+            "inject_at": inject_at,
+            "heal_at": heal_at,
+            "playbook_s": end_wall - start_wall,
+            "rc": run.returncode,
+            "out_of_pool": {server: [[a, b] for a, b in node_spans] for server, node_spans in spans.items() if node_spans},
+            "message": " ".join(message[-1].split()) if message else "",
+            "canary": " ".join(canary[-1].split()) if canary else "",
+            "before": summary(records, 2.0, inject_at),
+            "during": summary(records, inject_at, heal_at),
+            "after": summary(records, heal_at + 2.0),
+            "all": summary(records),
+            "series": [[r[0], r[1], r[2]] for r in records],
+            "rolling_p50": rolling_p50(records),
+        }
+
+    def deploys(self) -> list[dict]:
+        """A code deploy, a deploy that changes uwsgi.ini (every node restarts), a rollback, and a release that
+        answers 500 stopped at the canary; then the lab is put back as `make lab` left it (not measured)."""
+        def mark(target):
+            base = target / "shop" / "templates" / "base.html"
+            base.write_text(base.read_text().replace("</body>", "<!-- bench release --></body>"))
+
+        def broken(target):
+            views = target / "catalog" / "views.py"
+            views.write_text(views.read_text() + "\n\ndef _broken(self, request, *args, **kwargs):\n"
+                             "    raise RuntimeError('a broken release')\n\n\nCategoryView.get = _broken\n"
+                             "ProductView.get = _broken\n")
+
+        new = self.source_copy("code", mark)
+        results = [self.deploy_event("a code deploy", "playbooks/deploy.yml", "-e", f"django_web_project_src={new}")]
+        self.settle(10)
+        results.append(self.deploy_event("a deploy that changes uwsgi.ini (restarts)", "playbooks/deploy.yml",
+                                         "-e", f"django_web_project_src={new}", "-e", "django_web_harakiri=31"))
+        self.settle(10)
+        results.append(self.deploy_event("a rollback", "playbooks/rollback.yml"))
+        self.settle(10)
+        results.append(self.deploy_event("a release answering 500, stopped at the canary", "playbooks/deploy.yml",
+                                         "-e", f"django_web_project_src={self.source_copy('broken', broken)}",
+                                         "-e", "django_web_harakiri=31", expect_failure=True))
+        playbook("put the lab back", "playbooks/web.yml")
+        self.settle(10)
+        return results
+
     def promoted_inventory(self, new_primary: str) -> Path:
         """A copy of the lab's inventory as the operator edits it after a promotion: the new primary under
         db_primary, the old one gone (it would be rebuilt as a replica later)."""
