@@ -17,7 +17,7 @@ _CLASSES = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_ot
 _LOG_LINE = re.compile(r" (?P<backend>[^ /]+)/(?P<server>[^ ]+) -?\d+/-?\d+/-?\d+/(?P<tr>-?\d+)/-?\d+ (?P<status>\d{3}) ")
 
 
-def haproxy_servers(stdout: str) -> list[dict]:
+def show_stat_servers(stdout: str) -> list[dict]:
     """The rows of ``show stat <backend> 4 -1`` (servers only), as dicts keyed by HAProxy's column names."""
     text = stdout.lstrip("# ").strip()
     if not text:
@@ -27,12 +27,12 @@ def haproxy_servers(stdout: str) -> list[dict]:
 
 def django_web_up(stdout: str) -> list[str]:
     """The servers UP in one load balancer's ``show stat`` (a server DOWN or in maintenance cannot be drained)."""
-    return [row["svname"] for row in haproxy_servers(stdout) if row["status"].startswith("UP")]
+    return [row["svname"] for row in show_stat_servers(stdout) if row["status"].startswith("UP")]
 
 
 def django_web_others_up(stdouts: list[str], nodes: list[str]) -> int:
     """How many servers other than ``nodes`` are UP, on the load balancer that has the fewest (0 without any)."""
-    counts = [sum(1 for row in haproxy_servers(out) if row["svname"] not in nodes and row["status"].startswith("UP"))
+    counts = [sum(1 for row in show_stat_servers(out) if row["svname"] not in nodes and row["status"].startswith("UP"))
               for out in stdouts]
     return min(counts) if counts else 0
 
@@ -40,7 +40,7 @@ def django_web_others_up(stdouts: list[str], nodes: list[str]) -> int:
 def _answers(stdouts: list[str]) -> dict[str, dict[str, int]]:
     totals: dict[str, dict[str, int]] = {}
     for out in stdouts:
-        for row in haproxy_servers(out):
+        for row in show_stat_servers(out):
             server = totals.setdefault(row["svname"], {"requests": 0, "errors": 0})
             server["requests"] += sum(int(row.get(name) or 0) for name in _CLASSES)
             server["errors"] += int(row.get("hrsp_5xx") or 0)
@@ -62,7 +62,7 @@ def django_web_canary(before: list[str], after: list[str], logs: list[str], cana
     start, end = _answers(before), _answers(after)
     up_everywhere = {}
     for out in after:
-        for row in haproxy_servers(out):
+        for row in show_stat_servers(out):
             up_everywhere[row["svname"]] = up_everywhere.get(row["svname"], True) and row["status"].startswith("UP")
     others = [name for name, up in up_everywhere.items() if up and name not in canary]
     times: dict[str, list[int]] = {}
@@ -96,6 +96,6 @@ class FilterModule:
         return {
             "django_web_others_up": django_web_others_up,
             "django_web_canary": django_web_canary,
-            "django_web_servers": haproxy_servers,
+            "django_web_servers": show_stat_servers,
             "django_web_up": django_web_up,
         }
