@@ -233,6 +233,10 @@ def test_z_a_node_down_is_skipped_and_a_node_added_meanwhile_gets_the_release():
         assert v3 not in (state["original"], state["v2"])
         assert (live(late), health(late)["release"]) == (v3, v3)
         assert "<!-- release-v3 -->" in page()
+        # The deploy pruned to django_web_releases_kept (3): the release a rollback goes back to stayed, not the
+        # newer ones that were rolled back (v2, the two broken ones).
+        kept = set(node(WEBS[0]).run("ls /srv/shop/releases").stdout.split())
+        assert {v3, state["original"]} <= kept and len(kept) == 3, kept
     finally:
         subprocess.run(["docker", "start", container(down)], check=True, capture_output=True)
     # Back, on the release it ran, and UP: a rerun of the deploy brings it to the new one.
