@@ -9,6 +9,7 @@ test added web3 to the web tier: the deploys include it).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -226,8 +227,13 @@ def test_z_a_node_down_is_skipped_and_a_node_added_meanwhile_gets_the_release():
             thread.join()
 
         answers = under_load(add_web3_once_the_canary_switched, "deploy-down-and-added")
-        assert result["rc"] == 4, result["out"][-4000:]  # ansible-playbook's code for an unreachable host
+        # The stopped container is unreachable (4) or fails its fact gathering (2), depending on when the docker
+        # connection finds it stopped; either way it is the only host that did not finish.
+        assert result["rc"] in (2, 4), result["out"][-4000:]
         assert f"Skipped, unreachable: {down}." in result["out"]
+        recaps = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)",
+                            result["out"], re.M)
+        assert {host for host, unreachable, failed in recaps if unreachable != "0" or failed != "0"} == {down}, recaps
         assert not load_failures(answers), load_failures(answers)[:20]
         v3 = live(WEBS[0])
         assert v3 not in (state["original"], state["v2"])
