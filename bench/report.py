@@ -63,16 +63,34 @@ def plot_static(static: dict, out: Path) -> str:
     return name
 
 
-def plot_fault(fault: dict, out: Path) -> str:
+def latency_plot(run: dict, failed_label: str = "failed request"):
+    """A figure of each request's latency over time, failures marked, and the rolling p50 (faults, deploys)."""
     fig, axis = plt.subplots(figsize=(10, 3.8))
-    good = [(t, lat * 1000) for t, lat, status in fault["series"] if 200 <= status < 400]
-    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in fault["series"] if not 200 <= status < 400]
+    good = [(t, lat * 1000) for t, lat, status in run["series"] if 200 <= status < 400]
+    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in run["series"] if not 200 <= status < 400]
     if good:
         axis.scatter(*zip(*good), s=3, alpha=0.35, color="#4878a8", label="request")
     if bad:
-        axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed request")
-    if fault["rolling_p50"]:
-        axis.plot(*zip(*fault["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+        axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label=failed_label)
+    if run["rolling_p50"]:
+        axis.plot(*zip(*run["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+    return fig, axis
+
+
+def save_latency_plot(fig, axis, title: str, name: str, out: Path) -> str:
+    axis.set_yscale("log")
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(title)
+    axis.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plot_fault(fault: dict, out: Path) -> str:
+    fig, axis = latency_plot(fault)
     axis.axvspan(fault["inject_at"], fault["heal_at"], color="#f0c040", alpha=0.25, label=fault.get("span", "fault"))
     if fault.get("burn"):
         axis.axvspan(fault["burn"]["at"], fault["burn"]["end"], color="#a060c0", alpha=0.2,
@@ -80,30 +98,13 @@ def plot_fault(fault: dict, out: Path) -> str:
     if fault.get("pings"):
         axis.axvspan(fault["pings"]["at"], fault["pings"]["end"], color="#40a060", alpha=0.2,
                      label="ansible all -m ping (control)")
-    axis.set_yscale("log")
-    axis.set_xlabel("seconds")
-    axis.set_ylabel("latency (ms)")
-    axis.set_title(fault["name"])
-    axis.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    name = f"fault-{slug(fault['name'])}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_latency_plot(fig, axis, fault["name"], f"fault-{slug(fault['name'])}.png", out)
 
 
 def plot_deploy(event: dict, out: Path) -> str:
     """Latency over time during a deploy, with each web node's time out of the pool (drained, restarting, or
     down) as a band of its own colour."""
-    fig, axis = plt.subplots(figsize=(10, 3.8))
-    good = [(t, lat * 1000) for t, lat, status in event["series"] if 200 <= status < 400]
-    bad = [(t, max(lat * 1000, 0.1)) for t, lat, status in event["series"] if not 200 <= status < 400]
-    if good:
-        axis.scatter(*zip(*good), s=3, alpha=0.35, color="#4878a8", label="request")
-    if bad:
-        axis.scatter(*zip(*bad), s=14, marker="x", color="#c03030", label="failed request (5xx included)")
-    if event["rolling_p50"]:
-        axis.plot(*zip(*event["rolling_p50"]), color="#202020", linewidth=1.5, label="p50 (1 s window)")
+    fig, axis = latency_plot(event, "failed request (5xx included)")
     axis.axvline(event["inject_at"], color="#808080", linestyle="--", linewidth=1, label="playbook start / end")
     axis.axvline(event["heal_at"], color="#808080", linestyle="--", linewidth=1)
     colours = ["#f0c040", "#60b060", "#c080e0", "#e08040"]
@@ -111,16 +112,7 @@ def plot_deploy(event: dict, out: Path) -> str:
         for number, (start, end) in enumerate(spans):
             axis.axvspan(start, end, color=colours[index % len(colours)], alpha=0.3,
                          label=f"{server} out of the pool" if number == 0 else None)
-    axis.set_yscale("log")
-    axis.set_xlabel("seconds")
-    axis.set_ylabel("latency (ms)")
-    axis.set_title(event["name"])
-    axis.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    name = f"deploy-{slug(event['name'])}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_latency_plot(fig, axis, event["name"], f"deploy-{slug(event['name'])}.png", out)
 
 
 def deploys_section(events: list[dict], out: Path) -> list[str]:
