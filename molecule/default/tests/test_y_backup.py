@@ -1,0 +1,277 @@
+"""Backups proven by restores (roles/backup, playbooks/restore-database.yml, playbooks/restore-media.yml).
+
+Orders are written on the primary; a full backup is taken on the replica; more orders are written and the time T
+noted; more again; then a disaster: the orders table is dropped and a media file deleted. A restore to T brings
+back exactly the orders acknowledged before T, the replicas are seeded again and replicate from the restored
+primary, and the media file comes back. Retention keeps what its policy says; the drill passes on a good backup
+and fails on a corrupted one. Runs after test_web.py and before the deploys (test_zz_deploy.py).
+"""
+
+import datetime
+import json
+import time
+
+import pytest
+from stacktest import hosts_of, http, node, recap, run_playbook, tcp_open
+
+BACKUP = hosts_of("backupservers")[0]
+PRIMARY = hosts_of("db_primary")[0]
+REPLICAS = hosts_of("db_replicas")
+SOURCE = REPLICAS[-1]
+MEDIA = hosts_of("mediaservers")[0]
+REPO = "/srv/backup/restic"
+RESTIC = "RESTIC_PASSWORD_FILE=/etc/stack-backup/repository.password restic --no-cache"
+# Order totals that mark this module's rows: written before the backup, after it and before T, after T.
+BEFORE_BACKUP = [9101, 9102, 9103]
+BEFORE_T = [9104, 9105, 9106]
+AFTER_T = [9107, 9108, 9109]
+
+
+def sql(host, query):
+    out = node(host).run("mariadb -N -B -e %s", query)
+    assert out.rc == 0, out.stderr
+    return [line.split("\t") for line in out.stdout.splitlines()]
+
+
+def marked_orders(host):
+    rows = sql(host, "SELECT CAST(total AS UNSIGNED) FROM shop.orders_order WHERE total BETWEEN 9100 AND 9199 "
+                     "ORDER BY total")
+    return [int(r[0]) for r in rows]
+
+
+def write_orders(totals):
+    """Each INSERT is its own transaction: it returns once committed (acknowledged)."""
+    user = sql(PRIMARY, "SELECT MIN(id) FROM shop.auth_user")[0][0]
+    for total in totals:
+        sql(PRIMARY, f"INSERT INTO shop.orders_order (created, total, user_id) VALUES (NOW(6), {total}, {user})")
+
+
+def unit_run(host, unit):
+    """Start a oneshot unit and wait for it: (succeeded, its journal since the start)."""
+    h = node(host)
+    since = h.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    ok = h.run(f"systemctl start {unit}").rc == 0
+    return ok, h.run(f"journalctl -u {unit} --since %s --no-pager -o cat", since).stdout
+
+
+def snapshots(repo, *args):
+    out = node(BACKUP).run(f"{RESTIC} -r {REPO}/{repo} snapshots --json --no-lock " + " ".join(args))
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout or "[]") or []
+
+
+def metrics():
+    text = node(BACKUP).file("/var/lib/prometheus/node-exporter/stack_backup.prom").content_string
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line)
+
+
+def replica_status(host):
+    out = node(host).run("mariadb -e 'SHOW SLAVE STATUS\\G'").stdout
+    pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_the_backup_host_accepts_only_the_hosts_it_backs_up():
+    port = 8100
+    for client in hosts_of("dbservers") + hosts_of("mediaservers"):
+        assert tcp_open(client, BACKUP, port), client
+    for other in hosts_of("webservers") + hosts_of("loadbalancers") + hosts_of("cacheservers"):
+        assert not tcp_open(other, BACKUP, port, timeout=1.5), other
+    # It streams the primary's binary logs: the primary lets it in.
+    assert tcp_open(BACKUP, PRIMARY, 3306)
+
+
+def test_the_binary_logs_stream_from_the_primary_as_they_are_written():
+    assert node(BACKUP).service("stack-backup-binlog").is_running
+    write_orders([9199])
+    marker = "9199.00"
+    # The row is in the spool (row-based events hold the values) within seconds of its commit.
+    spool = node(BACKUP).run(
+        "for i in $(seq 20); do mariadb-binlog --base64-output=decode-rows -v /var/lib/stack-backup/binlog/%s/*/*.[0-9]* "
+        "2>/dev/null | grep -q %s && exit 0; sleep 0.5; done; exit 1", PRIMARY, marker)
+    assert spool.rc == 0, "the order never reached the backup host's spool"
+    sql(PRIMARY, "DELETE FROM shop.orders_order WHERE total = 9199")
+
+
+def test_a_client_cannot_delete_a_backup():
+    """The REST server is append-only: a compromised client cannot take the backups with it."""
+    ok, _ = unit_run(MEDIA, "stack-backup-media.service")
+    assert ok
+    snap = snapshots("media", "--host", MEDIA)[-1]["id"]
+    out = node(MEDIA).run(
+        "cd /tmp && python3 -c %s", "import json, os, subprocess\n"
+        "c = json.load(open('/etc/stack-backup/config.json'))\n"
+        "env = dict(os.environ, RESTIC_REPOSITORY=c['repository_base'] + '/media', RESTIC_PASSWORD_FILE="
+        "c['password_file'], RESTIC_CACERT=c['cacert'])\n"
+        f"raise SystemExit(subprocess.run(['restic', '--no-cache', 'forget', '{snap}'], env=env).returncode)")
+    # restic says so (its exit code stays 0), and the backup is still there.
+    assert out.rc != 0 or "unable to remove" in out.stderr + out.stdout, out.stderr
+    assert any(s["id"] == snap for s in snapshots("media", "--host", MEDIA))
+
+
+@pytest.fixture(scope="module")
+def disaster():
+    """Orders before the backup, the backup, orders before T, T, orders after T; then the disaster."""
+    write_orders(BEFORE_BACKUP)
+    # The replica has the orders before its backup pauses it.
+    for _ in range(50):
+        if marked_orders(SOURCE) == BEFORE_BACKUP:
+            break
+        time.sleep(0.2)
+    ok, journal = unit_run(SOURCE, "stack-backup-database.service")
+    assert ok, journal
+    write_orders(BEFORE_T)
+    time.sleep(1.1)
+    # The servers' local time (the restore reads it so).
+    restore_to = node(BACKUP).run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    time.sleep(1.1)
+    write_orders(AFTER_T)
+    assert marked_orders(PRIMARY) == BEFORE_BACKUP + BEFORE_T + AFTER_T
+    # The stream has what was written (it follows within milliseconds; the spool is read by the restore).
+    time.sleep(1)
+    media_file = node(MEDIA).run("find /srv/media -type f | sort | head -1").stdout.strip()
+    assert media_file
+    checksum = node(MEDIA).run("sha256sum %s", media_file).stdout.split()[0]
+    ok, journal = unit_run(MEDIA, "stack-backup-media.service")
+    assert ok, journal
+    sql(PRIMARY, "SET FOREIGN_KEY_CHECKS = 0; DROP TABLE shop.orders_order")
+    node(MEDIA).run("rm -f %s", media_file)
+    return {"restore_to": restore_to, "media_file": media_file, "checksum": checksum}
+
+
+def test_a_running_primary_is_not_overwritten_unless_told_so(disaster):
+    rc, out = run_playbook("playbooks/restore-database.yml", extra_vars={"restore_to": repr(disaster["restore_to"])})
+    assert rc != 0, out
+    assert "restore_replace_running_primary=true" in out
+    # It said what it would do, and did nothing.
+    said = " ".join(out.split())
+    assert "From the full backup" in said and "up to " + disaster["restore_to"] in said, said[-3000:]
+    assert set(recap(out).values()) == {0}, recap(out)
+    assert sql(PRIMARY, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' "
+                        "AND TABLE_NAME = 'orders_order'") == [["0"]]
+
+
+def test_a_restore_to_a_time_brings_back_exactly_the_orders_before_it(disaster):
+    rc, out = run_playbook("playbooks/restore-database.yml",
+                           extra_vars={"restore_to": repr(disaster["restore_to"]),
+                                       "restore_replace_running_primary": "true"})
+    assert rc == 0, out[-4000:]
+    assert marked_orders(PRIMARY) == BEFORE_BACKUP + BEFORE_T
+    assert sql(PRIMARY, "SELECT @@read_only") == [["0"]]
+
+
+def test_the_replicas_replicate_from_the_restored_primary(disaster):
+    address = node(PRIMARY).interface("eth0").addresses[0]
+    for replica in REPLICAS:
+        status = replica_status(replica)
+        assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
+        assert status["Master_Host"] == address
+        assert marked_orders(replica) == BEFORE_BACKUP + BEFORE_T
+    write_orders([9110])
+    for replica in REPLICAS:
+        for _ in range(50):
+            if 9110 in marked_orders(replica):
+                break
+            time.sleep(0.2)
+        assert marked_orders(replica) == BEFORE_BACKUP + BEFORE_T + [9110], replica
+    sql(PRIMARY, "DELETE FROM shop.orders_order WHERE total BETWEEN 9100 AND 9199")
+
+
+def test_the_site_serves_after_the_restore(disaster):
+    for web in hosts_of("webservers"):
+        assert http(web, "GET", "http://localhost:8000/")["status"] == 200, web
+
+
+def test_a_deleted_media_file_is_restored(disaster):
+    rc, out = run_playbook("playbooks/restore-media.yml", extra_vars={"restore_path": disaster["media_file"]})
+    assert rc == 0, out[-3000:]
+    assert node(MEDIA).run("sha256sum %s", disaster["media_file"]).stdout.split()[0] == disaster["checksum"]
+
+
+def test_the_drill_passes_on_a_good_backup():
+    ok, journal = unit_run(BACKUP, "stack-backup-drill.service")
+    assert ok, journal
+    assert "tables checked, all rows there" in journal
+    m = metrics()
+    assert m["stack_backup_drill_success"] == "1"
+    assert int(m["stack_backup_drill_tables_checked"]) > 10
+    assert f'stack_backup_last_timestamp_seconds{{kind="database",host="{SOURCE}"}}' in m
+
+
+def test_the_drill_fails_on_a_corrupted_backup():
+    """The newest backup loses a table's data file (as a backup cut short would): the drill fails, says which."""
+    newest = snapshots("database", "--tag", "database")[-1]
+    bad = "/var/tmp/corrupted-backup"
+    script = (
+        f"set -e; rm -rf {bad}; {RESTIC} -r {REPO}/database restore --no-lock --quiet "
+        f"{newest['id']}:{newest['paths'][0]} --target {bad}; "
+        f"rm -f {bad}/shop/orders_order.ibd {bad}/shop/orders_order.new; chown -R restic-rest-server: {bad}; "
+        f"runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database backup --quiet --tag database "
+        f"--host corrupted {bad}; rm -rf {bad}")
+    assert node(BACKUP).run("bash -c %s", script).rc == 0
+    try:
+        ok, journal = unit_run(BACKUP, "stack-backup-drill.service")
+        assert not ok
+        assert "CHECK TABLE shop.orders_order" in journal, journal
+        assert metrics()["stack_backup_drill_success"] == "0"
+        assert node(BACKUP).run("systemctl is-failed stack-backup-drill.service").stdout.strip() == "failed"
+    finally:
+        ids = " ".join(s["id"] for s in snapshots("database", "--host", "corrupted"))
+        node(BACKUP).run(f"runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database forget {ids}")
+    ok, journal = unit_run(BACKUP, "stack-backup-drill.service")
+    assert ok, journal
+
+
+def expected_kept(times, daily, weekly, monthly):
+    """restic's policy: newest first, the newest snapshot of each of the last N days, ISO weeks and months."""
+    kept, last = set(), {}
+    budget = {"d": daily, "w": weekly, "m": monthly}
+    for t in sorted(times, reverse=True):
+        buckets = {"d": t.strftime("%Y-%m-%d"), "w": "%d-%02d" % t.isocalendar()[:2], "m": t.strftime("%Y-%m")}
+        for kind, bucket in buckets.items():
+            if budget[kind] > 0 and last.get(kind) != bucket:
+                last[kind] = bucket
+                budget[kind] -= 1
+                kept.add(t)
+    return kept
+
+
+def test_retention_keeps_daily_weekly_and_monthly_counts():
+    """A backup a day for 40 days (in a series of their own): the prune keeps what the policy says, the newest of
+    each of the last 7 days, 4 weeks and 6 months (the oldest too, as restic 0.17 and later do while a count is
+    not used up)."""
+    today = node(BACKUP).run("date '+%Y-%m-%d'").stdout.strip()
+    now = datetime.datetime.fromisoformat(today + "T02:30:00")
+    times = [now - datetime.timedelta(days=d) for d in range(1, 41)]
+    stamps = " ".join(t.strftime("%Y-%m-%dT%H:%M:%S") for t in times)
+    make = (f"for t in {stamps}; do runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database backup --quiet "
+            f"--tag database --tag retention-test --host retention --time \"${{t/T/ }}\" /etc/hostname || exit 1; done")
+    try:
+        assert node(BACKUP).run("bash -c %s", make).rc == 0
+        real_before = [s["id"] for s in snapshots("database", "--tag", "database") if s["hostname"] != "retention"]
+        ok, journal = unit_run(BACKUP, "stack-backup-prune.service")
+        assert ok, journal
+        left = {datetime.datetime.fromisoformat(s["time"][:19])
+                for s in snapshots("database", "--host", "retention")}
+        # The lab's policy is the role's default: 7 daily, 4 weekly, 6 monthly.
+        expected = expected_kept(times, 7, 4, 6)
+        assert left - {min(times)} == expected - {min(times)}
+        assert 7 <= len(left) < len(times)
+        # The real backups are another series: the newest of them is kept whatever the fake series did.
+        real_after = [s["id"] for s in snapshots("database", "--tag", "database") if s["hostname"] != "retention"]
+        assert real_before[-1] in real_after
+    finally:
+        ids = " ".join(s["id"] for s in snapshots("database", "--host", "retention"))
+        if ids:
+            node(BACKUP).run(f"runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database forget --prune {ids}")
+
+
+def test_the_repositories_are_encrypted_at_rest():
+    """What the backups hold (an app's table name, in every full backup) is nowhere in the repositories' files."""
+    assert snapshots("database", "--tag", "database")
+    found = node(BACKUP).run(f"grep -rl orders_orderline {REPO}")
+    assert found.rc == 1, found.stdout
+    # Without the password, restic cannot open them.
+    wrong = node(BACKUP).run(f"echo wrong-password > /tmp/wrong; restic --no-cache -r {REPO}/database "
+                             "--password-file /tmp/wrong snapshots")
+    assert wrong.rc != 0
