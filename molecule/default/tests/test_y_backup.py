@@ -209,8 +209,8 @@ def test_the_drill_fails_on_a_corrupted_backup():
     newest = snapshots("database", "--tag", "database")[-1]
     bad = "/var/tmp/corrupted-backup"
     script = (
-        f"set -e; rm -rf {bad}; {RESTIC} -r {REPO}/database restore --no-lock --quiet "
-        f"{newest['id']}:{newest['paths'][0]} --target {bad}; "
+        f"set -e; rm -rf {bad} {bad}.restic; {RESTIC} -r {REPO}/database restore --no-lock --quiet "
+        f"{newest['id']} --target {bad}.restic; mv {bad}.restic{newest['paths'][0]} {bad}; rm -rf {bad}.restic; "
         f"rm -f {bad}/shop/orders_order.ibd {bad}/shop/orders_order.new; chown -R restic-rest-server: {bad}; "
         f"runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database backup --quiet --tag database "
         f"--host corrupted {bad}; rm -rf {bad}")
