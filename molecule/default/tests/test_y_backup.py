@@ -61,7 +61,7 @@ def snapshots(repo, *args):
 
 
 def metrics():
-    text = node(BACKUP).file("/var/lib/prometheus/node-exporter/stack_backup.prom").content_string
+    text = node(BACKUP).file("/var/lib/prometheus/node-exporter/django-stack-backup.prom").content_string
     return dict(line.rsplit(" ", 1) for line in text.splitlines() if line)
 
 
@@ -199,9 +199,9 @@ def test_the_drill_passes_on_a_good_backup():
     assert ok, journal
     assert "tables checked, all rows there" in journal
     m = metrics()
-    assert m["stack_backup_drill_success"] == "1"
-    assert int(m["stack_backup_drill_tables_checked"]) > 10
-    assert f'stack_backup_last_timestamp_seconds{{kind="database",host="{SOURCE}"}}' in m
+    assert m["django_stack_backup_drill_success"] == "1"
+    assert int(m["django_stack_backup_drill_tables_checked"]) > 10
+    assert f'django_stack_backup_last_timestamp_seconds{{kind="database",host="{SOURCE}"}}' in m
 
 
 def test_the_drill_fails_on_a_corrupted_backup():
@@ -219,7 +219,7 @@ def test_the_drill_fails_on_a_corrupted_backup():
         ok, journal = unit_run(BACKUP, "stack-backup-drill.service")
         assert not ok
         assert "CHECK TABLE shop.orders_order" in journal, journal
-        assert metrics()["stack_backup_drill_success"] == "0"
+        assert metrics()["django_stack_backup_drill_success"] == "0"
         assert node(BACKUP).run("systemctl is-failed stack-backup-drill.service").stdout.strip() == "failed"
     finally:
         ids = " ".join(s["id"] for s in snapshots("database", "--host", "corrupted"))
