@@ -19,7 +19,7 @@ from .report import render
 from .scenarios import Bench
 
 PARTS = ("ansible", "ceiling", "strategies", "static", "lb_overhead", "faults", "routine", "converge_under_load",
-         "deploys", "primary")
+         "deploys", "backups", "primary")
 
 
 def ansible() -> list[dict]:

@@ -697,6 +697,72 @@ class Bench:
         self.settle(10)
         return results
 
+    def timed(self, host: str, command: str) -> float:
+        started = time.monotonic()
+        self.lab.sh(host, command, timeout=3600)
+        return time.monotonic() - started
+
+    def backups(self) -> dict:
+        """Backup and restore durations for the lab's data; then the primary's disk is lost under a stream of
+        orders and the database restored from the backups alone (the full backup and the streamed binary logs):
+        every order acknowledged up to 1 s before the loss must be back (target)."""
+        backup = (self.lab.groups.get("backupservers") or [None])[0]
+        if backup is None:
+            raise LabError("the lab inventory has no backupservers host: add backup1 (inventories/lab), `make lab`")
+        primary = self.lab.primary
+        source = self.lab.replicas[-1] if self.lab.replicas else primary
+        size = self.lab.sh(source, "mariadb -N -e " + shlex.quote(
+            "SELECT COALESCE(SUM(data_length + index_length), 0), COALESCE(SUM(table_rows), 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'")).split()
+        media_bytes = int(self.lab.sh(self.lab.media, "du -sb /srv/media | cut -f1").strip() or 0)
+        durations = {
+            "full database backup (on the replica)": self.timed(source, "systemctl start stack-backup-database"),
+            "media backup": self.timed(self.lab.media, "systemctl start stack-backup-media"),
+            "restore drill": self.timed(backup, "systemctl start stack-backup-drill"),
+        }
+        media = playbook("restore-media.yml, every file", "playbooks/restore-media.yml")
+        durations["restore-media.yml, every file"] = media["seconds"]
+        stop_file = "/var/tmp/django-stack-bench-backups-stop"
+        self.lab.sh(self.lab.lb, f"rm -f {stop_file}")
+        product_ids = [int(path.strip("/").split("/")[1]) for path in self.products[:100]]
+        orders = self.lab.start_load({"users": self.writers(270, 4), "products": product_ids, "interval": 0.05,
+                                      "duration": 120, "stop_file": stop_file}, script=WRITER_IN_CONTAINER)
+        try:
+            time.sleep(15)
+            lost_wall = time.time()
+            # The disk is gone: MariaDB killed, its data folder deleted.
+            self.lab.sh(primary, "systemctl kill --signal=KILL mariadb; systemctl stop mariadb; rm -rf /var/lib/mysql")
+            time.sleep(5)
+        finally:
+            self.lab.sh(self.lab.lb, f"touch {stop_file}")
+        writes = orders.result()
+        restore = playbook("restore-database.yml after the primary's disk was lost", "playbooks/restore-database.yml")
+        durations["restore-database.yml (backup, replay, two replicas seeded again, a new backup)"] = restore["seconds"]
+        acknowledged = []
+        for t, step, status, order, seconds, _ in writes["records"]:
+            if step == "checkout" and order:
+                acknowledged.append((writes["started"] + t + seconds - lost_wall, order))
+        present = set()
+        if acknowledged:
+            out = self.lab.sh(primary, "mariadb -N -e " + shlex.quote(
+                "SELECT id FROM shop.orders_order WHERE id IN (%s)" % ",".join(str(o) for _, o in acknowledged)))
+            present = {int(line) for line in out.split()}
+        before = [(t, o) for t, o in acknowledged if t <= -1.0]
+        last_second = [(t, o) for t, o in acknowledged if -1.0 < t <= 0]
+        return {
+            "database_bytes": int(size[0]) if size else 0,
+            "database_rows": int(size[1]) if len(size) > 1 else 0,
+            "media_bytes": media_bytes,
+            "durations": durations,
+            "acknowledged": len(acknowledged),
+            "acknowledged_up_to_1s_before": len(before),
+            "missing_up_to_1s_before": sorted(o for _, o in before if o not in present),
+            "acknowledged_in_last_second": len(last_second),
+            "missing_in_last_second": sorted(o for _, o in last_second if o not in present),
+            "acknowledged_after_loss": sum(1 for t, _ in acknowledged if t > 0),
+            "last_acknowledged_before_loss_s": max((t for t, _ in acknowledged if t <= 0), default=None),
+        }
+
     def promoted_inventory(self, new_primary: str) -> Path:
         """A copy of the lab's inventory as the operator edits it after a promotion: the new primary under
         db_primary, the old one gone (it would be rebuilt as a replica later)."""
