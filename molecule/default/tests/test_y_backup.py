@@ -9,7 +9,9 @@ and fails on a corrupted one. Runs after test_web.py and before the deploys (tes
 
 import datetime
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 from stacktest import hosts_of, node, recap, run_playbook, tcp_open
@@ -21,6 +23,15 @@ SOURCE = REPLICAS[-1]
 MEDIA = hosts_of("mediaservers")[0]
 REPO = "/srv/backup/restic"
 RESTIC = "RESTIC_PASSWORD_FILE=/etc/stack-backup/repository.password restic --no-cache"
+# The inventory as it is: test_web.py's last test added web3 to the web tier in an inventory file of its own. A
+# restore runs the database tier's playbook, whose grants and firewall follow the inventory it is given.
+WITH_WEB3 = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "with-web3.yml"
+
+
+def playbook(path, **extra_vars):
+    return run_playbook(path, *([WITH_WEB3] if WITH_WEB3.exists() else []), extra_vars=extra_vars)
+
+
 # Order totals that mark this module's rows: written before the backup, after it and before T, after T.
 BEFORE_BACKUP = [9101, 9102, 9103]
 BEFORE_T = [9104, 9105, 9106]
@@ -93,6 +104,30 @@ def test_the_binary_logs_stream_from_the_primary_as_they_are_written():
     sql(PRIMARY, "DELETE FROM shop.orders_order WHERE total = 9199")
 
 
+def test_the_stream_follows_the_writable_server():
+    """A promotion makes another server the writable one: the stream follows it (a timeline of its own), and comes
+    back when the first one is the primary again. Only read_only is switched: nothing is written meanwhile."""
+    other = REPLICAS[0]
+    backup = node(BACKUP)
+    since = backup.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    journal = f"journalctl -u stack-backup-binlog --since '{since}' --no-pager -o cat"
+    try:
+        sql(PRIMARY, "SET GLOBAL read_only = ON")
+        sql(other, "SET GLOBAL read_only = OFF")
+        followed = backup.run(f"for i in $(seq 60); do {journal} | grep -q 'streaming the binary logs of {other} ' "
+                              "&& exit 0; sleep 0.5; done; exit 1")
+        assert followed.rc == 0, backup.run(journal).stdout
+        assert backup.run(f"ls /var/lib/stack-backup/binlog/{other}/").stdout.strip()
+    finally:
+        sql(other, "SET GLOBAL read_only = ON")
+        sql(PRIMARY, "SET GLOBAL read_only = OFF")
+    back = backup.run(f"for i in $(seq 60); do {journal} | grep -q 'streaming the binary logs of {PRIMARY} ' "
+                      "&& exit 0; sleep 0.5; done; exit 1")
+    assert back.rc == 0, backup.run(journal).stdout
+    # The primary's own history goes on in the timeline it had: no new one for a file that continues.
+    assert "new timeline" not in backup.run(journal).stdout
+
+
 def test_a_client_cannot_delete_a_backup():
     """The REST server is append-only: a compromised client cannot take the backups with it."""
     ok, _ = unit_run(MEDIA, "stack-backup-media.service")
@@ -141,7 +176,7 @@ def disaster():
 
 
 def test_a_running_primary_is_not_overwritten_unless_told_so(disaster):
-    rc, out = run_playbook("playbooks/restore-database.yml", extra_vars={"restore_to": repr(disaster["restore_to"])})
+    rc, out = playbook("playbooks/restore-database.yml", restore_to=repr(disaster["restore_to"]))
     assert rc != 0, out
     assert "restore_replace_running_primary=true" in out
     # It said what it would do, and did nothing.
@@ -153,9 +188,8 @@ def test_a_running_primary_is_not_overwritten_unless_told_so(disaster):
 
 
 def test_a_restore_to_a_time_brings_back_exactly_the_orders_before_it(disaster):
-    rc, out = run_playbook("playbooks/restore-database.yml",
-                           extra_vars={"restore_to": repr(disaster["restore_to"]),
-                                       "restore_replace_running_primary": "true"})
+    rc, out = playbook("playbooks/restore-database.yml", restore_to=repr(disaster["restore_to"]),
+                       restore_replace_running_primary="true")
     assert rc == 0, out[-4000:]
     assert marked_orders(PRIMARY) == BEFORE_BACKUP + BEFORE_T
     assert sql(PRIMARY, "SELECT @@read_only") == [["0"]]
@@ -179,17 +213,24 @@ def test_the_replicas_replicate_from_the_restored_primary(disaster):
 
 
 def test_the_site_serves_after_the_restore(disaster):
-    """Every web node serves the catalog (its queries on the restored primary and the reseeded replicas)."""
+    """Every web node (web3 too) serves the catalog, from the restored primary and the reseeded replicas, and
+    every load balancer sees it UP."""
     page = ("import urllib.request\n"
             "r = urllib.request.Request('http://127.0.0.1:8000/', headers={'Host': 'localhost', "
             "'X-Forwarded-Proto': 'https'})\n"
             "print(urllib.request.urlopen(r, timeout=10).status)")
-    for web in hosts_of("webservers"):
+    webs = hosts_of("webservers") + (["web3"] if WITH_WEB3.exists() else [])
+    for web in webs:
         assert node(web).run("python3 -c %s", page).stdout.strip() == "200", web
+    stat = "echo 'show stat web 4 -1' | socat - /run/haproxy/admin.sock"
+    for lb in hosts_of("loadbalancers"):
+        up = node(lb).run(f"for i in $(seq 30); do {stat} | grep -c ',UP,' | grep -qx {len(webs)} && exit 0; "
+                          "sleep 1; done; exit 1")
+        assert up.rc == 0, node(lb).run(stat).stdout
 
 
 def test_a_deleted_media_file_is_restored(disaster):
-    rc, out = run_playbook("playbooks/restore-media.yml", extra_vars={"restore_path": disaster["media_file"]})
+    rc, out = playbook("playbooks/restore-media.yml", restore_path=disaster["media_file"])
     assert rc == 0, out[-3000:]
     assert node(MEDIA).run("sha256sum %s", disaster["media_file"]).stdout.split()[0] == disaster["checksum"]
 
@@ -250,8 +291,10 @@ def test_retention_keeps_daily_weekly_and_monthly_counts():
     now = datetime.datetime.fromisoformat(today + "T02:30:00")
     times = [now - datetime.timedelta(days=d) for d in range(1, 41)]
     stamps = " ".join(t.strftime("%Y-%m-%dT%H:%M:%S") for t in times)
-    make = (f"for t in {stamps}; do runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database backup --quiet "
-            f"--tag database --tag retention-test --host retention --time \"${{t/T/ }}\" /etc/hostname || exit 1; done")
+    # Four at a time (restic's backups take shared locks).
+    make = (f"printf '%s\\n' {stamps} | tr T ' ' | xargs -P 4 -I @ runuser -u restic-rest-server -- env {RESTIC} "
+            f"-r {REPO}/database backup --quiet --tag database --tag retention-test --host retention --time @ "
+            "/etc/hostname")
     try:
         assert node(BACKUP).run("bash -c %s", make).rc == 0
         real_before = [s["id"] for s in snapshots("database", "--tag", "database") if s["hostname"] != "retention"]
