@@ -125,7 +125,7 @@ def test_the_stream_follows_the_writable_server():
                       "&& exit 0; sleep 0.5; done; exit 1")
     assert back.rc == 0, backup.run(journal).stdout
     # The primary's own history goes on in the timeline it had: no new one for a file that continues.
-    assert "new timeline" not in backup.run(journal).stdout
+    assert f"{PRIMARY}: its binary logs no longer continue" not in backup.run(journal).stdout
 
 
 def test_a_client_cannot_delete_a_backup():
@@ -156,6 +156,7 @@ def disaster():
         time.sleep(0.2)
     ok, journal = unit_run(SOURCE, "stack-backup-database.service")
     assert ok, journal
+    backup = snapshots("database", "--tag", "database")[-1]
     write_orders(BEFORE_T)
     time.sleep(1.1)
     # The servers' local time (the restore reads it so).
@@ -172,7 +173,7 @@ def disaster():
     assert ok, journal
     sql(PRIMARY, "SET FOREIGN_KEY_CHECKS = 0; DROP TABLE shop.orders_order")
     node(MEDIA).run("rm -f %s", media_file)
-    return {"restore_to": restore_to, "media_file": media_file, "checksum": checksum}
+    return {"restore_to": restore_to, "media_file": media_file, "checksum": checksum, "backup": backup}
 
 
 def test_a_running_primary_is_not_overwritten_unless_told_so(disaster):
@@ -210,6 +211,32 @@ def test_the_replicas_replicate_from_the_restored_primary(disaster):
             time.sleep(0.2)
         assert marked_orders(replica) == BEFORE_BACKUP + BEFORE_T + [9110], replica
     sql(PRIMARY, "DELETE FROM shop.orders_order WHERE total BETWEEN 9100 AND 9199")
+
+
+def test_a_backup_older_than_the_restore_replays_through_it(disaster):
+    """The restore branched the primary's history: from the backup taken before it, the replay follows the old
+    timeline up to the branch (not the dropped table after it), then the new one, to the primary's position."""
+    newest, before = snapshots("database", "--tag", "database")[-1], disaster["backup"]
+    assert newest["id"] != before["id"], "the restore takes a new backup"
+    forget = node(BACKUP).run(
+        f"runuser -u restic-rest-server -- env {RESTIC} -r {REPO}/database forget {newest['id']}")
+    assert forget.rc == 0, forget.stderr
+    listed = json.loads(node(BACKUP).run("/usr/local/sbin/stack-backup database-list").stdout)
+    assert listed[-1]["id"] == before["id"]
+    for _ in range(5):  # the app may write meanwhile: read both again
+        position = sql(PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+        time.sleep(1)  # the stream follows within milliseconds
+        replay = node(BACKUP).run("/usr/local/sbin/stack-backup binlog-apply --dry-run --gtid %s --since %s",
+                                  listed[-1]["meta"]["gtid"], listed[-1]["time"])
+        assert replay.rc == 0, replay.stderr
+        if json.loads(replay.stdout)["gtid"] == position:
+            break
+    assert json.loads(replay.stdout)["gtid"] == position
+    # The old timeline is read up to the branch and no further; the new one from there.
+    branch = node(BACKUP).run(f"tail -1 /var/lib/stack-backup/binlog/{PRIMARY}/superseded").stdout.split()
+    timelines = json.loads(replay.stdout)["timelines"]
+    assert timelines[0]["timeline"] == f"{PRIMARY}/{branch[0]}" and timelines[0]["last"] == branch[2], timelines
+    assert int(timelines[1]["first"].split("-")[2]) == int(branch[2].split("-")[2]) + 1, timelines
 
 
 def test_the_site_serves_after_the_restore(disaster):
