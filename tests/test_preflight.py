@@ -130,3 +130,19 @@ def test_example_secrets_are_accepted_in_the_lab(tmp_path):
     secrets = dict(GOOD_SECRETS, vault_django_secret_key="CHANGE-ME-django-secret-key-of-at-least-50-random-characters")
     rc, out = run_site(tmp_path, lab_groups(), secrets, environment="lab")
     assert FIRST_CHANGING_PLAY in out, out[-3000:]
+
+
+def test_a_backup_host_without_its_secrets_is_refused(tmp_path):
+    groups = lab_groups()
+    groups["backupservers"] = ["backup1"]
+    rc, out = run_site(tmp_path, groups, GOOD_SECRETS)
+    assert_stopped_before_any_change(rc, out, "Secret 'vault_backup_repository_password' is missing")
+
+
+def test_a_backup_host_that_is_a_db_server_is_refused(tmp_path):
+    groups = lab_groups()
+    groups["backupservers"] = ["db3"]
+    secrets = dict(GOOD_SECRETS, vault_backup_repository_password="5d1c8e2f7a3b9c0d4e6f8a1b3c5d7e9f",
+                   vault_backup_rest_password_seed="8f7e6d5c4b3a29180f1e2d3c4b5a6978")
+    rc, out = run_site(tmp_path, groups, secrets)
+    assert_stopped_before_any_change(rc, out, "db3 cannot be in both 'backupservers' and 'dbservers'")
