@@ -111,19 +111,20 @@ def test_the_stream_follows_the_writable_server():
     backup = node(BACKUP)
     since = backup.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     journal = f"journalctl -u stack-backup-binlog --since '{since}' --no-pager -o cat"
+
+    def streams_from(source):
+        """Whether the stream says, within 30 s, that it streams from this server."""
+        return backup.run(f"for i in $(seq 60); do {journal} | grep -q 'streaming the binary logs of {source} ' "
+                          "&& exit 0; sleep 0.5; done; exit 1").rc == 0
     try:
         sql(PRIMARY, "SET GLOBAL read_only = ON")
         sql(other, "SET GLOBAL read_only = OFF")
-        followed = backup.run(f"for i in $(seq 60); do {journal} | grep -q 'streaming the binary logs of {other} ' "
-                              "&& exit 0; sleep 0.5; done; exit 1")
-        assert followed.rc == 0, backup.run(journal).stdout
+        assert streams_from(other), backup.run(journal).stdout
         assert backup.run(f"ls /var/lib/stack-backup/binlog/{other}/").stdout.strip()
     finally:
         sql(other, "SET GLOBAL read_only = ON")
         sql(PRIMARY, "SET GLOBAL read_only = OFF")
-    back = backup.run(f"for i in $(seq 60); do {journal} | grep -q 'streaming the binary logs of {PRIMARY} ' "
-                      "&& exit 0; sleep 0.5; done; exit 1")
-    assert back.rc == 0, backup.run(journal).stdout
+    assert streams_from(PRIMARY), backup.run(journal).stdout
     # The primary's own history goes on in the timeline it had: no new one for a file that continues.
     assert f"{PRIMARY}: its binary logs no longer continue" not in backup.run(journal).stdout
 
