@@ -9,8 +9,10 @@ import os
 import re
 import subprocess
 import textwrap
+from pathlib import Path
 
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -152,6 +154,23 @@ def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inve
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     return result.returncode, result.stdout + result.stderr
+
+
+def edited_inventory(name, hosts_tree, group_vars):
+    """The scenario's inventory as an operator edits it (after a promotion, a lost host): the same hosts and
+    connection settings (molecule's instance file), the given groups (hosts.yml's tree) and group_vars (a folder).
+    Returns its folder, for run_playbook(inventory=...)."""
+    target = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / name
+    target.mkdir(exist_ok=True)
+    (target / "ansible_inventory.yml").write_text(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    (target / "hosts.yml").write_text(yaml.safe_dump(hosts_tree))
+    link, shared = target / "group_vars", Path(group_vars).resolve()
+    # The ephemeral directory can outlive a checkout: a link left by a run from another one may dangle.
+    if link.is_symlink() and link.resolve() != shared:
+        link.unlink()
+    if not link.is_symlink():
+        link.symlink_to(shared)
+    return target
 
 
 def recap(out):

@@ -49,10 +49,12 @@ PLAYBOOK_OF = {"db": "database.yml", "cache": "cache.yml", "web": "web.yml", "lb
 
 
 def role_inputs(host):
-    """The role inputs the host's tier playbook maps (the `vars` of its role)."""
+    """The role inputs the host's tier playbook maps (its plays' vars files and the `vars` of its role)."""
     plays = yaml.safe_load((ROOT / "playbooks" / PLAYBOOK_OF[host.rstrip("0123456789")]).read_text())
     inputs = {}
     for play in plays:
+        for vars_file in play.get("vars_files", []):
+            inputs.update(yaml.safe_load((ROOT / "playbooks" / vars_file).read_text()))
         for role in play.get("roles", []):
             inputs.update(role.get("vars", {}))
     return inputs
@@ -84,7 +86,7 @@ def test_no_role_input_hard_codes_a_shared_port():
     assert role_inputs("web1") and role_inputs("db1"), "the playbooks map the topology to their roles' inputs"
     pattern = re.compile(r"(?<![\w.])(3306|11211|8000)(?![\w.])|['\"]/media/['\"]")
     offenders = []
-    for path in [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("group_vars/all/*.yml"), ROOT / "site.yml"]:
+    for path in [*ROOT.glob("playbooks/**/*.yml"), *ROOT.glob("group_vars/all/*.yml"), ROOT / "site.yml"]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
             if pattern.search(code) and not re.match(r"\s*stack_\w+_(port|path):", code):

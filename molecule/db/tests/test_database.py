@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacktest import container, hosts_of, node, recap, run_playbook, tcp_open
+from stacktest import container, edited_inventory, hosts_of, node, recap, run_playbook, tcp_open
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 # The scale-out test adds db4 to db_replicas with this extra inventory file; every later run keeps it, as an
@@ -309,23 +309,12 @@ def test_the_old_primary_comes_back_read_only_and_the_old_inventory_is_refused()
 def promoted_inventory(primary, replicas):
     """The scenario's inventory as the operator edits it after a promotion: the same hosts and connection
     settings, the new primary under db_primary, the lost and the diverged servers in no group."""
-    source = Path(os.environ["MOLECULE_INVENTORY_FILE"])
-    target = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "promoted"
-    target.mkdir(exist_ok=True)
-    (target / "ansible_inventory.yml").write_text(source.read_text())
-    (target / "hosts.yml").write_text(yaml.safe_dump({"dbtest": {"children": {
+    return edited_inventory("promoted", {"dbtest": {"children": {
         **{group: {"hosts": {h: None for h in hosts_of(group)}}
            for group in ("loadbalancers", "webservers", "cacheservers", "mediaservers")},
         "dbservers": {"children": {"db_primary": {"hosts": {primary: None}},
-                                   "db_replicas": {"hosts": {h: None for h in replicas}}}}}}}))
-    group_vars = target / "group_vars"
-    shared = Path(__file__).resolve().parent.parent / "inventory" / "group_vars"
-    # The ephemeral directory can outlive a checkout: a link left by a run from another one may dangle.
-    if group_vars.is_symlink() and group_vars.resolve() != shared:
-        group_vars.unlink()
-    if not group_vars.is_symlink():
-        group_vars.symlink_to(shared)
-    return target
+                                   "db_replicas": {"hosts": {h: None for h in replicas}}}}}}},
+        Path(__file__).resolve().parent.parent / "inventory" / "group_vars")
 
 
 def test_site_yml_follows_the_promotion_without_restarting_the_new_primary():
