@@ -156,13 +156,24 @@ def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inve
     return result.returncode, result.stdout + result.stderr
 
 
-def edited_inventory(name, hosts_tree, group_vars):
+def _without_hosts(tree, hosts):
+    """An inventory tree (YAML) with these hosts taken out of every group."""
+    if not isinstance(tree, dict):
+        return tree
+    return {key: ({h: v for h, v in (value or {}).items() if h not in hosts} if key == "hosts"
+                  else _without_hosts(value, hosts))
+            for key, value in tree.items()}
+
+
+def edited_inventory(name, hosts_tree, group_vars, leave_out=()):
     """The scenario's inventory as an operator edits it (after a promotion, a lost host): the same hosts and
-    connection settings (molecule's instance file), the given groups (hosts.yml's tree) and group_vars (a folder).
-    Returns its folder, for run_playbook(inventory=...)."""
+    connection settings (molecule's instance file) but those left out (gone from the inventory, as a lost host
+    is), the given groups (hosts.yml's tree) and group_vars (a folder). Returns its folder, for
+    run_playbook(inventory=...)."""
     target = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / name
     target.mkdir(exist_ok=True)
-    (target / "ansible_inventory.yml").write_text(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    instances = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    (target / "ansible_inventory.yml").write_text(yaml.safe_dump(_without_hosts(instances, set(leave_out))))
     (target / "hosts.yml").write_text(yaml.safe_dump(hosts_tree))
     link, shared = target / "group_vars", Path(group_vars).resolve()
     # The ephemeral directory can outlive a checkout: a link left by a run from another one may dangle.
