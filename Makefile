@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEBIAN ?= 13
 export LAB_DEBIAN_VERSION := $(DEBIAN)
 
-.PHONY: help venv bench-venv engine images secrets lab lab-down lint test test-app test-package package collection bench-app bench test-control test-molecule
+.PHONY: help venv bench-venv engine browser images secrets lab lab-down lint test test-app test-package package collection bench-app bench test-control test-molecule
 
 help:
 	@echo "make lab       create the lab (one container per host of inventories/lab) and converge site.yml"
@@ -40,6 +40,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
 
 engine:
 	scripts/ensure-engine.sh
+
+# Debian's chromium, for the console page's test (molecule default).
+browser:
+	scripts/ensure-browser.sh
 
 images: engine
 	scripts/build-image.sh $(DEBIAN)
@@ -95,7 +99,7 @@ bench: bench-venv images secrets
 test-control: venv collection
 	pytest -q tests
 
-test-molecule: venv images secrets collection
+test-molecule: venv images secrets collection browser
 	molecule test --all
 
 test: lint test-app test-package test-control test-molecule
