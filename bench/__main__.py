@@ -18,8 +18,8 @@ from .lab import ROOT, Lab, LabError, playbook
 from .report import render
 from .scenarios import Bench
 
-PARTS = ("ansible", "ceiling", "strategies", "static", "lb_overhead", "faults", "routine", "converge_under_load",
-         "deploys", "backups", "primary")
+PARTS = ("ansible", "ceiling", "strategies", "static", "lb_overhead", "monitoring", "faults", "routine",
+         "converge_under_load", "deploys", "backups", "primary")
 
 
 def ansible() -> list[dict]:

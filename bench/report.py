@@ -407,6 +407,27 @@ def render(data: dict, out: Path) -> str:
                          f"| {f['failed']} |")
         lines += ["", f"HAProxy with TLS adds {a['p50_ms'] - b['p50_ms']:.2f} ms at p50 "
                   f"({a['p50_ms'] / b['p50_ms']:.2f}×).", ""]
+    monitoring = data.get("monitoring")
+    if monitoring and "skipped" not in monitoring:
+        on, off = monitoring["monitoring on"], monitoring["monitoring off"]
+        ratio = monitoring["p50_ratio"]
+        lines += [
+            "## The cost of monitoring",
+            "",
+            "A category page for logged-in users through HAProxy, 4 connections, in interleaved rounds: with every "
+            "monitoring process running (Prometheus scraping every 5 s in the lab, each exporter, the probes, the "
+            "journal's upload) and with all of them stopped (" + ", ".join(f"`{u}`" for u in monitoring["units"])
+            + ").",
+            "",
+            "| case | requests/s | p50 ms | p90 ms | p99 ms | failed |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in ("monitoring on", "monitoring off"):
+            f = monitoring[name]
+            lines.append(f"| {name} | {f['rps']:,.0f} | {ms(f['p50_ms'])} | {ms(f['p90_ms'])} | {ms(f['p99_ms'])} "
+                         f"| {f['failed']} |")
+        lines += ["", f"p50 with monitoring on is **{ratio:.3f}×** off (target: at most 1.05×, "
+                  f"{'met' if ratio <= 1.05 else 'not met'}); requests/s {on['rps'] / off['rps']:.3f}×.", ""]
     ansible = data.get("ansible")
     if ansible:
         lines += ["## Ansible", "", "| run | time | changed |", "|---|---:|---:|"]

@@ -334,6 +334,56 @@ class Bench:
             figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
         return figures
 
+    # --- the cost of monitoring -----------------------------------------------------------------------------------
+    def monitoring_units(self) -> dict[str, list[str]]:
+        """Every process that monitoring adds, per host: exporters, probes, the journal's upload and receipt, and
+        Prometheus with its companions on the monitoring host."""
+        groups = self.lab.groups
+        units = {}
+        for host in self.lab.hosts:
+            mine = ["prometheus-node-exporter", "stack-metrics-probe.timer", "systemd-journal-upload"]
+            if host in groups.get("dbservers", []):
+                mine.append("prometheus-mysqld-exporter")
+            if host in groups.get("loadbalancers", []):
+                mine.append("stack-haproxy-mtail")
+            if host in groups.get("mediaservers", []):
+                mine.append("prometheus-nginx-exporter")
+            if host in groups.get("monitoring", []):
+                mine += ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "stack-alert-log",
+                         "systemd-journal-remote.socket", "systemd-journal-remote"]
+            units[host] = mine
+        return units
+
+    def set_monitoring(self, on: bool) -> None:
+        verb = "start" if on else "stop"
+        for host, units in self.monitoring_units().items():
+            # Only the units the host has (systemd-journal-upload is not on the monitoring host itself).
+            self.lab.sh(host, "for u in " + " ".join(units) + "; do systemctl cat \"$u\" >/dev/null 2>&1 && "
+                        f"systemctl {verb} \"$u\"; done; true")
+
+    def monitoring(self, rounds: int = 4) -> dict:
+        """The same page with every monitoring process running and with all of them stopped, interleaved."""
+        if not self.lab.groups.get("monitoring"):
+            return {"skipped": "the lab inventory has no monitoring host"}
+        path = self.categories[1]
+        rows = {"monitoring on": [], "monitoring off": []}
+        try:
+            for _ in range(rounds):
+                for name in rows:
+                    self.set_monitoring(name == "monitoring on")
+                    time.sleep(3)
+                    rows[name].extend(self.lab.load(self.spec([self.via_lb(path)], users=self.cookies,
+                                                              connections=4, duration=self.seconds(5)))["records"])
+        finally:
+            self.set_monitoring(True)
+        figures = {name: summary(records) for name, records in rows.items()}
+        for name, records in rows.items():
+            figures[name]["rps"] = len(records) / (rounds * self.seconds(5))
+        on, off = figures["monitoring on"], figures["monitoring off"]
+        figures["p50_ratio"] = on["p50_ms"] / off["p50_ms"] if off["p50_ms"] else 0.0
+        figures["units"] = sorted({u for units in self.monitoring_units().values() for u in units})
+        return figures
+
     # --- fault injection ----------------------------------------------------------------------------------------
     def mixed_users(self) -> list[str]:
         """The fault runs' users: 200 of them, every other one anonymous (no cookie)."""
