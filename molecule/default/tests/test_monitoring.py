@@ -131,6 +131,12 @@ def alerts(since):
     return [json.loads(line) for line in out.stdout.splitlines() if line and json.loads(line)["received"] >= since]
 
 
+def seen(since, status):
+    """(alert, label, value) of each notification with that status since then, for the instance and server labels."""
+    return {(a["labels"]["alertname"], k, a["labels"].get(k)) for a in alerts(since) if a["status"] == status
+            for k in ("instance", "server")}
+
+
 def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_resolve():
     replica, web, cache = hosts_of("db_replicas")[0], hosts_of("webservers")[-1], hosts_of("cacheservers")[0]
     expected = {("MariaDBDown", "instance", replica), ("HAProxyServerDown", "server", web),
@@ -141,11 +147,7 @@ def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_r
         for name, service in stops:
             node(name).check_output(f"systemctl stop {service}")
 
-        def fired():
-            got = {(a["labels"]["alertname"], k, a["labels"].get(k)) for a in alerts(since) if a["status"] == "firing"
-                   for k in ("instance", "server")}
-            return expected <= got
-        wait_for("the three alerts firing", fired, 120)
+        wait_for("the three alerts firing", lambda: expected <= seen(since, "firing"), 120)
         summaries = [a["annotations"]["summary"] for a in alerts(since) if a["status"] == "firing"]
         for _, _, name in expected:
             assert any(name in s for s in summaries), (name, summaries)
@@ -153,11 +155,7 @@ def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_r
         for name, service in stops:
             node(name).run(f"systemctl start {service}")
 
-    def resolved():
-        got = {(a["labels"]["alertname"], k, a["labels"].get(k)) for a in alerts(since) if a["status"] == "resolved"
-               for k in ("instance", "server")}
-        return expected <= got
-    wait_for("the three alerts resolved", resolved, 180)
+    wait_for("the three alerts resolved", lambda: expected <= seen(since, "resolved"), 180)
 
 
 def test_a_line_logged_on_a_web_node_is_read_on_the_monitoring_host():
