@@ -133,8 +133,20 @@ def alerts(since):
 
 def seen(since, status):
     """(alert, label, value) of each notification with that status since then, for the instance and server labels."""
-    return {(a["labels"]["alertname"], k, a["labels"].get(k)) for a in alerts(since) if a["status"] == status
-            for k in ("instance", "server")}
+    return {(a["labels"]["alertname"], k, a["labels"].get(k)) for a in alerts(since)
+            if a["receiver"] != "email" and a["status"] == status for k in ("instance", "server")}
+
+
+def mails(since, status):
+    """The subjects of the alert emails with that status since then (the lab's email route ends in the alert log's
+    SMTP port, inventories/lab)."""
+    return [a["subject"] for a in alerts(since) if a["receiver"] == "email" and a["status"] == status]
+
+
+def emailed(since, status, expected):
+    """Each (alertname, label, host) of expected has an email of that status naming both the alert and the host."""
+    subjects = mails(since, status)
+    return all(any(alert in s and name in s for s in subjects) for alert, _, name in expected)
 
 
 def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_resolve():
@@ -148,7 +160,8 @@ def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_r
             node(name).check_output(f"systemctl stop {service}")
 
         wait_for("the three alerts firing", lambda: expected <= seen(since, "firing"), 120)
-        summaries = [a["annotations"]["summary"] for a in alerts(since) if a["status"] == "firing"]
+        wait_for("the three alerts emailed", lambda: emailed(since, "firing", expected), 30)
+        summaries = [a["annotations"]["summary"] for a in alerts(since) if a["receiver"] != "email" and a["status"] == "firing"]
         for _, _, name in expected:
             assert any(name in s for s in summaries), (name, summaries)
     finally:
@@ -156,6 +169,8 @@ def test_a_stopped_replica_web_node_and_memcached_alert_within_two_minutes_and_r
             node(name).run(f"systemctl start {service}")
 
     wait_for("the three alerts resolved", lambda: expected <= seen(since, "resolved"), 180)
+    wait_for("the three resolutions emailed", lambda: emailed(since, "resolved", expected), 60)
+    assert all(m["to"] == ["ops@lab.invalid"] for m in alerts(since) if m["receiver"] == "email")
 
 
 def test_a_line_logged_on_a_web_node_is_read_on_the_monitoring_host():
