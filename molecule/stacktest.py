@@ -189,6 +189,20 @@ def recap(out):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)}
 
 
+def changed_tasks(out):
+    """{host: [task, ...]} of the tasks (and handlers) that reported a change, from a playbook's default output."""
+    changed, task = {}, None
+    for line in out.splitlines():
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
+        if header:
+            task = header.group(1)
+            continue
+        hit = re.match(r"^changed: \[([^\]]+)\]", line)
+        if hit and task:
+            changed.setdefault(hit.group(1).split(" -> ")[0], []).append(task)
+    return changed
+
+
 def container(name):
     """The container name of an inventory host in the running scenario."""
     return f"molecule-{os.environ['MOLECULE_SCENARIO_NAME']}-{name}"
