@@ -18,7 +18,7 @@ from .lab import ROOT, Lab, LabError, playbook
 from .report import render
 from .scenarios import Bench
 
-PARTS = ("ansible", "ceiling", "strategies", "static", "lb_overhead", "monitoring", "faults", "routine",
+PARTS = ("ansible", "ceiling", "strategies", "compression", "static", "lb_overhead", "monitoring", "faults", "routine",
          "converge_under_load", "deploys", "backups", "primary")
 
 
@@ -27,8 +27,8 @@ def ansible() -> list[dict]:
     lab from scratch: the lab is disposable, and every later part then starts from the same state."""
     playbook("remove the lab", "playbooks/lab-down.yml")
     playbook("create fresh containers", "playbooks/lab-up.yml")
-    return [playbook("site.yml on fresh containers", "site.yml"),
-            playbook("site.yml again, nothing to change", "site.yml")]
+    return [playbook("site.yml on fresh containers", "site.yml", profile=True),
+            playbook("site.yml again, nothing to change", "site.yml", profile=True)]
 
 
 def rebuild() -> None:

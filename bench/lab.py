@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -160,17 +161,43 @@ sys.exit(1)
         self.sh(self.lb, "python3 -", input=code, timeout=timeout + 30)
 
 
-def playbook(name: str, path: str, *args: str) -> dict:
-    """Time one ansible-playbook run; how many tasks it changed comes from its recap."""
+def playbook(name: str, path: str, *args: str, profile: bool = False) -> dict:
+    """Time one ansible-playbook run; how many tasks it changed comes from its recap. ``profile``: with the
+    task-profile callback (ansible.posix.profile_tasks), whose slowest tasks come back as ``slowest``."""
     print(f"bench: {name}", file=sys.stderr)
+    env = dict(os.environ)
+    if profile:
+        enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
+        env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "ansible.posix.profile_tasks"])
+        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
     started = time.monotonic()
     result = subprocess.run([tool("ansible-playbook"), path, *args], cwd=ROOT, capture_output=True, text=True,
-                            check=False)
+                            check=False, env=env)
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
-    return {"name": name, "seconds": seconds, "changed": changed, "changed_tasks": changed_tasks(result.stdout)}
+    run = {"name": name, "seconds": seconds, "changed": changed, "changed_tasks": changed_tasks(result.stdout)}
+    if profile:
+        tasks = task_profile(result.stdout)
+        run["tasks"] = len(tasks)
+        run["slowest"] = tasks[:10]
+    return run
+
+
+PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{2,} (?P<seconds>\d+\.\d+)s$")
+
+
+def task_profile(output: str) -> list[list]:
+    """[task, seconds] of every task, slowest first, from the profile_tasks callback's recap at the end of a run
+    (its lines: "role : task name ------ 1.23s")."""
+    recap = output[output.rfind("=" * 20):] if "=" * 20 in output else output
+    tasks = []
+    for line in recap.splitlines():
+        found = PROFILE_LINE.match(line.strip())
+        if found:
+            tasks.append([found.group("task").strip(), float(found.group("seconds"))])
+    return sorted(tasks, key=lambda t: -t[1])
 
 
 def changed_tasks(output: str, limit: int = 20) -> list[str]:

@@ -4,8 +4,10 @@
 127.0.0.1 (and, for comparison, a web node or the media server) without passing through docker's port
 forwarding. It reads a JSON spec on stdin and writes one JSON document on stdout:
 
-    {"started": <unix time>, "records": [[start_s, latency_s, status, user_index, target_index], ...],
+    {"started": <unix time>, "records": [[start_s, latency_s, status, user_index, target_index, bytes], ...],
      "errors": {"<exception> (new|reused connection)": count, ...}}   (status 0 in the records)
+
+bytes: the response as it came over the connection (head and body, before any decompression; 0 for a failure).
 
 Spec keys:
     targets       [{"host", "port", "tls", "path", "method"?, "headers"?, "body"?, "weight"?}, ...]
@@ -56,7 +58,7 @@ class Connection:
             self.writer.close()
         self.reader = self.writer = None
 
-    async def request(self, raw: bytes) -> int:
+    async def request(self, raw: bytes) -> tuple[int, int]:
         reused = self.writer is not None
         if not reused:
             await self.open()
@@ -82,20 +84,22 @@ class Connection:
             if ":" in line:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
+        received = len(head)
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
-                size = int((await self.reader.readline()).split(b";")[0], 16)
-                await self.reader.readexactly(size + 2)
+                line = await self.reader.readline()
+                size = int(line.split(b";")[0], 16)
+                received += len(line) + len(await self.reader.readexactly(size + 2))
                 if size == 0:
                     break
         elif "content-length" in headers:
-            await self.reader.readexactly(int(headers["content-length"]))
+            received += len(await self.reader.readexactly(int(headers["content-length"])))
         else:
-            await self.reader.read()
+            received += len(await self.reader.read())
             self.close()
         if headers.get("connection", "").lower() == "close":
             self.close()
-        return status
+        return status, received
 
 
 def build_request(target, cookie, host_header) -> bytes:
@@ -169,13 +173,14 @@ async def run(spec) -> dict:
             fresh = conn.writer is None
             raw = build_request(targets[target_index], users[user], host_header)
             try:
-                status = await asyncio.wait_for(conn.request(raw), timeout)
+                status, received = await asyncio.wait_for(conn.request(raw), timeout)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 conn.close()
-                status = 0
+                status, received = 0, 0
                 kind = f"{type(exc).__name__} ({'new' if fresh else 'reused'} connection)"
                 errors[kind] = errors.get(kind, 0) + 1
-            records.append([round(start - t0, 6), round(time.monotonic() - start, 6), status, user, target_index])
+            records.append([round(start - t0, 6), round(time.monotonic() - start, 6), status, user, target_index,
+                            received])
         for conn in pools.values():
             conn.close()
 

@@ -33,6 +33,10 @@ STRATEGIES = {
     "per-user": "/bench/per-user/",
     "whole-page": "/bench/whole-page/",
 }
+# The strategies' page: the smallest of these product counts whose uncached page costs at least this long (p50,
+# one connection, through the whole stack) on the machine the benchmark runs on.
+PAGE_SIZES = (96, 192, 384, 768)
+CALIBRATION_MS = 50.0
 
 SETUP = """
 import json, secrets
@@ -238,16 +242,31 @@ class Bench:
         return summary(plain["records"])
 
     # --- page strategies ----------------------------------------------------------------------------------------
+    def page_size(self) -> tuple[int, list[dict]]:
+        """The smallest of PAGE_SIZES whose uncached page costs at least CALIBRATION_MS at p50 here (or the
+        largest), with what each size tried cost."""
+        tried = []
+        for size in PAGE_SIZES:
+            result = self.lab.load(self.spec([self.via_lb(f"/bench/{size}/uncached/")], users=self.cookies,
+                                             connections=1, duration=self.seconds(6), requests=15))
+            figures = summary(result["records"])
+            tried.append({"size": size, "p50_ms": figures["p50_ms"], "failed": figures["failed"]})
+            if figures["p50_ms"] >= CALIBRATION_MS:
+                break
+        return size, tried
+
     def strategies(self, rounds: int = 3) -> dict:
         logged_in = self.cookies
+        size, calibration = self.page_size()
+        sized = {name: path.replace("/bench/", f"/bench/{size}/", 1) for name, path in STRATEGIES.items()}
         rows = {name: [] for name in [*STRATEGIES, "two-pass (anonymous)"]}
         # Warm every strategy's cache, then interleave short runs so drift hits all of them alike.
-        for name, path in STRATEGIES.items():
+        for name, path in sized.items():
             self.lab.load(self.spec([self.via_lb(path)], users=logged_in if name != "whole-page" else None,
                                     connections=8, duration=self.seconds(3)))
         for _ in range(rounds):
             for name in rows:
-                path = STRATEGIES.get(name, STRATEGIES["two-pass"])
+                path = sized.get(name, sized["two-pass"])
                 users = logged_in if name in ("uncached", "two-pass", "per-user") else None
                 result = self.lab.load(self.spec([self.via_lb(path)], users=users, connections=8,
                                                  duration=self.seconds(4)))
@@ -257,7 +276,8 @@ class Bench:
         for name, records in rows.items():
             figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
 
-        # Cache memory after every user fetched the page once, from an empty cache.
+        # Cache memory after every user fetched the page once, from an empty cache: the shop's own page size
+        # (a per-user copy of the calibrated page for each of the users would not fit the lab's memcached).
         memory = {}
         for name, path in STRATEGIES.items():
             self.lab.memcached_flush()
@@ -270,6 +290,24 @@ class Bench:
         for name in STRATEGIES:
             figures[name]["cache_bytes"] = memory[name]
             figures[name]["cache_bytes_over_baseline"] = memory[name] - baseline
+        figures["page"] = {"products": size, "calibration": calibration, "calibration_ms": CALIBRATION_MS}
+        return figures
+
+    # --- compressed pages -----------------------------------------------------------------------------------------
+    def compression(self, rounds: int = 4) -> dict:
+        """The catalog's home page for logged-in users through HAProxy, asking for gzip and not, interleaved:
+        bytes on the wire and latency."""
+        cases = {"gzip": self.via_lb("/", headers={"Accept-Encoding": "gzip"}), "uncompressed": self.via_lb("/")}
+        rows = {name: [] for name in cases}
+        for target in cases.values():
+            self.lab.load(self.spec([target], users=self.cookies, connections=4, duration=self.seconds(2)))
+        for _ in range(rounds):
+            for name, target in cases.items():
+                rows[name].extend(self.lab.load(self.spec([target], users=self.cookies, connections=4,
+                                                          duration=self.seconds(4)))["records"])
+        figures = {name: summary(records) for name, records in rows.items()}
+        for name, records in rows.items():
+            figures[name]["rps"] = len(records) / (rounds * self.seconds(4))
         return figures
 
     # --- static files -------------------------------------------------------------------------------------------
@@ -285,11 +323,15 @@ class Bench:
                            input=content, check=True, capture_output=True)
         cases = {
             "small, uWSGI offload": self.direct(self.web, self.static_small),
+            "small, through HAProxy (TLS, its cache)": self.via_lb(self.static_small),
             "small, nginx": {"host": media, "port": 80, "tls": False, "path": "/media/bench-static" + self.static_small},
             "large, uWSGI offload": self.direct(self.web, self.static_large),
+            "large, through HAProxy (TLS, its cache)": self.via_lb(self.static_large),
             "large, nginx": {"host": media, "port": 80, "tls": False, "path": "/media/bench-static" + self.static_large},
         }
         rows = {name: [] for name in cases}
+        for target in cases.values():  # HAProxy's cache holds both files before the first round
+            self.lab.load(self.spec([target], connections=1, duration=2, requests=2))
         for _ in range(rounds):
             for name, target in cases.items():
                 rows[name].extend(self.lab.load(self.spec([target], connections=16,

@@ -1,4 +1,4 @@
-"""Figures from the load generator's records: [start_s, latency_s, status, user, target]."""
+"""Figures from the load generator's records: [start_s, latency_s, status, user, target, bytes]."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def summary(records, start: float = 0.0, end: float = float("inf"), *, target: i
     statuses: dict[int, int] = {}
     for r in chosen:
         statuses[r[2]] = statuses.get(r[2], 0) + 1
+    sizes = [r[5] for r in chosen if ok(r[2]) and len(r) > 5]
     return {
         "requests": len(chosen),
         "rps": len(chosen) / span if span > 0 else 0.0,
@@ -35,6 +36,8 @@ def summary(records, start: float = 0.0, end: float = float("inf"), *, target: i
         "p90_ms": percentile(latencies, 90) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies, default=float("nan")) * 1000,
+        # The median response's size on the wire (head and body, as sent: compressed when it was).
+        "bytes_p50": percentile(sizes, 50) if sizes else None,
     }
 
 

@@ -35,9 +35,12 @@ class ProductListView(TwoPassView):
     def list_context(self) -> dict:
         return {}
 
+    def get_page_size(self) -> int:
+        return settings.SHOP_PAGE_SIZE
+
     def get_shared_context(self) -> dict:
         ids = self.get_ids()
-        size = settings.SHOP_PAGE_SIZE
+        size = self.get_page_size()
         pages = max(1, math.ceil(len(ids) / size))
         if self.page > pages:
             raise Http404("no such page")

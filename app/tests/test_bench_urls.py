@@ -35,3 +35,18 @@ def test_the_bench_urlconf_keeps_the_error_pages():
     import shop.urls_bench
 
     assert shop.urls_bench.handler500 == shop.urls.handler500 == "django_stack.errors.server_error"
+
+
+@override_settings(ROOT_URLCONF="shop.urls_bench", SHOP_PAGE_SIZE=12)
+def test_sized_pages_show_as_many_products_and_are_cached_apart(client):
+    default = client.get("/bench/two-pass/")
+    sized = client.get("/bench/30/two-pass/")
+    assert default.content.count(b'class="card"') == 12
+    assert sized.content.count(b'class="card"') == 30
+    # Each size is a page of its own in the first-pass cache, and the unsized page is unchanged by it.
+    assert client.get("/bench/30/two-pass/")["X-First-Pass"] == "hit"
+    assert client.get("/bench/two-pass/").content.count(b'class="card"') == 12
+    for strategy in ("uncached", "per-user", "whole-page"):
+        assert client.get(f"/bench/30/{strategy}/").content.count(b'class="card"') == 30, strategy
+    assert client.get("/bench/0/two-pass/").status_code == 404
+    assert client.get("/bench/1001/uncached/").status_code == 404

@@ -31,6 +31,20 @@ def test_catalog_category_and_product_pages():
     assert client.get(f"/p/{product.pk}/wrong-slug/")["Location"] == product.get_absolute_url()
 
 
+def test_pages_come_compressed_to_clients_that_accept_it(logged_in):
+    import gzip
+    client, user = logged_in()
+    plain = client.get("/")
+    packed = client.get("/", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert "Content-Encoding" not in plain and packed["Content-Encoding"] == "gzip"
+    assert packed["X-First-Pass"] == "hit" and "Accept-Encoding" in packed["Vary"]
+    body = gzip.decompress(packed.content)
+    # The user's own parts survive (the second pass runs before the compression).
+    assert f'<strong class="username">{user.username}</strong>'.encode() in body and CSRF_INPUT.search(body)
+    assert len(packed.content) * 5 < len(plain.content), (len(packed.content), len(plain.content))
+    assert packed.content[3] & gzip.FNAME  # BREACH padding: a random file name of random length
+
+
 def test_static_files_have_hashed_names_and_gzip_copies(settings):
     from pathlib import Path
 

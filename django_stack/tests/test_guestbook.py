@@ -31,6 +31,36 @@ def test_the_settings_come_from_the_stack():
     # The read-your-writes pin sits just outside the session middleware.
     at = settings.MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware")
     assert settings.MIDDLEWARE[at - 1] == "django_stack.replicas.middleware.ReadYourWritesMiddleware"
+    # Django's GZipMiddleware comes first: it compresses the response every other middleware made.
+    assert settings.MIDDLEWARE[0] == "django.middleware.gzip.GZipMiddleware"
+
+
+def test_middleware_lists_compression_once_and_only_when_asked():
+    from django_stack import settings as stack
+    names = ["django.middleware.gzip.GZipMiddleware", "django.contrib.sessions.middleware.SessionMiddleware"]
+    assert stack.middleware(names) == ["django.middleware.gzip.GZipMiddleware",
+                                       "django_stack.replicas.middleware.ReadYourWritesMiddleware",
+                                       "django.contrib.sessions.middleware.SessionMiddleware"]
+    assert "django.middleware.gzip.GZipMiddleware" not in stack.middleware(names, compress=False)
+
+
+def test_pages_come_compressed_with_breach_padding(replicated):
+    import gzip
+    for i in range(30):
+        Entry.objects.create(name=f"Writer {i}", message="a message long enough to be worth compressing " * 3)
+    replicated()
+    client = Client()
+    plain = client.get("/")
+    assert "Content-Encoding" not in plain
+    packed = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert packed["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed["Vary"]
+    body = gzip.decompress(packed.content)
+    assert b"<b>Writer 29</b>" in body and CSRF_INPUT.search(body)
+    assert len(packed.content) * 3 < len(plain.content), (len(packed.content), len(plain.content))
+    # BREACH: the gzip header carries a random file name of random length (FLG.FNAME), so the size of a response
+    # does not tell an attacker how well a guess compressed against the token in it.
+    assert packed.content[3] & gzip.FNAME
 
 
 def test_the_home_page_reads_a_replica_once_for_everybody(replicated):

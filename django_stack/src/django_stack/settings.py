@@ -32,14 +32,20 @@ INSTALLED_APPS = [
 
 READ_YOUR_WRITES_MIDDLEWARE = "django_stack.replicas.middleware.ReadYourWritesMiddleware"
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+# Pages compressed by Django, not by the load balancer: Django's GZipMiddleware (4.2+) pads each compressed response
+# with random bytes, which mitigates BREACH on pages that carry a CSRF token (HAProxy's compression does not).
+GZIP_MIDDLEWARE = "django.middleware.gzip.GZipMiddleware"
 TWOPASS_BUILTINS = "django_stack.twopass.templatetags.twopass"
 
 
-def middleware(names: list[str]) -> list[str]:
-    """``names`` with the read-your-writes pin just outside the session middleware (a session save is a write)."""
-    names = [n for n in names if n != READ_YOUR_WRITES_MIDDLEWARE]
+def middleware(names: list[str], *, compress: bool = True) -> list[str]:
+    """``names`` with the read-your-writes pin just outside the session middleware (a session save is a write),
+    and with ``compress`` Django's GZipMiddleware first (outermost: it compresses what every other middleware
+    made of the response). ``compress=False`` leaves it out, even when ``names`` lists it."""
+    names = [n for n in names if n not in (READ_YOUR_WRITES_MIDDLEWARE, GZIP_MIDDLEWARE)]
     at = names.index(SESSION_MIDDLEWARE) if SESSION_MIDDLEWARE in names else len(names)
-    return [*names[:at], READ_YOUR_WRITES_MIDDLEWARE, *names[at:]]
+    names = [*names[:at], READ_YOUR_WRITES_MIDDLEWARE, *names[at:]]
+    return [GZIP_MIDDLEWARE, *names] if compress else names
 
 
 def from_config(config: Config, base_dir: str | Path, *, logger: str | None = None) -> dict:
