@@ -24,17 +24,17 @@ class SizedMixin:
     render costs at least 50 ms on the machine it runs on. Each size is a page of its own in every cache."""
 
     def setup(self, request, *args, **kwargs):
-        self.size = kwargs.get("size") or None
+        self.size = kwargs.get("size")
         if self.size is not None and not 1 <= self.size <= SIZE_MAX:
             raise Http404(f"size: between 1 and {SIZE_MAX}")
         super().setup(request, *args, **kwargs)
 
     def get_page_size(self):
-        return self.size or super().get_page_size()
+        return super().get_page_size() if self.size is None else self.size
 
     def get_cache_key(self):
         key = super().get_cache_key()
-        return f"{key}:size:{self.size}" if self.size else key
+        return key if self.size is None else f"{key}:size:{self.size}"
 
 
 class UncachedView(SizedMixin, views.UncachedCatalogView):

@@ -50,8 +50,10 @@ def test_journal_is_persistent(host):
 
 def test_unattended_security_upgrades(host):
     assert host.package("unattended-upgrades").is_installed
-    periodic = host.file("/etc/apt/apt.conf.d/20auto-upgrades").content_string
-    assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+    # What apt makes of all of /etc/apt/apt.conf.d (the last file that sets a value wins).
+    effective = host.check_output("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in effective, effective
+    assert 'APT::Periodic::Update-Package-Lists "1";' in effective, effective
     assert "Debian-Security" in host.file("/etc/apt/apt.conf.d/52stack-unattended-upgrades").content_string
 
 
