@@ -115,18 +115,24 @@ for method, path, form, headers in steps:
             status, hdrs, body = r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         status, hdrs, body = e.code, dict(e.headers), e.read()
+    hdrs = {k.lower(): v for k, v in hdrs.items()}
+    size = len(body)
+    if hdrs.get("content-encoding") == "gzip":
+        import gzip
+        body = gzip.decompress(body)
     text = body.decode(errors="replace")
     found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
     if found:
         token = found[-1]
-    out.append({"status": status, "headers": {k.lower(): v for k, v in hdrs.items()}, "body": text, "size": len(body)})
+    out.append({"status": status, "headers": hdrs, "body": text, "size": size})
 print(json.dumps(out))
 """
 
 
 def browse(*steps, src=None, base="https://127.0.0.1"):
     """Run steps (method, path, form or None, headers) in one browser session, from src (default: the first load
-    balancer) against base; each step's {status, headers, body, size}."""
+    balancer) against base; each step's {status, headers, body, size}: a gzip body comes decompressed, its size is
+    the bytes that came over the wire."""
     src = src or hosts_of("loadbalancers")[0]
     return _python(node(src), _BROWSER, json.dumps([[*step, {}][:4] for step in steps]), base)
 

@@ -43,6 +43,17 @@ def test_pages_with_products_and_a_cached_first_pass():
     assert "max-age=31536000" in home["headers"]["strict-transport-security"]
 
 
+def test_pages_come_compressed_through_the_load_balancer():
+    """Django compresses the page (BREACH-padded), HAProxy passes it on as it is; a client without gzip gets it
+    plain."""
+    plain, packed = browse(("GET", "/", None), ("GET", "/", None, {"Accept-Encoding": "gzip"}))
+    assert plain["status"] == packed["status"] == 200
+    assert "content-encoding" not in plain["headers"]
+    assert packed["headers"]["content-encoding"] == "gzip" and "Accept-Encoding" in packed["headers"]["vary"]
+    assert packed["body"].count('class="card"') == plain["body"].count('class="card"') >= 10
+    assert packed["size"] * 5 <= plain["size"], (packed["size"], plain["size"])
+
+
 def test_http_is_redirected_to_https():
     result = _python(node(hosts_of("loadbalancers")[0]), """
 import http.client, json
