@@ -109,6 +109,21 @@ class Lab:
     def load(self, spec: dict) -> dict:
         return self.start_load(spec).result()
 
+    def wrk(self, url: str, *, connections: int = 16, duration: float = 4, headers: dict | None = None) -> dict:
+        """wrk (Debian's package, C and OpenSSL) from the load balancer's container: for the cases where the Python
+        generator's own TLS would be what limits the figure (thousands of small responses a second). Installed
+        there on first use; stops by itself after the duration."""
+        if not getattr(self, "_wrk_installed", False):
+            self.sh(self.lb, "command -v wrk >/dev/null || { apt-get install -y -q --no-install-recommends wrk "
+                    "|| { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }; } >/dev/null",
+                    timeout=600)
+            self._wrk_installed = True
+        args = ["wrk", "--latency", "-t2", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
+                *[arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")], url]
+        out = self.sh(self.lb, f"timeout {duration + 30:g} " + " ".join(shlex.quote(a) for a in args),
+                      timeout=duration + 60)
+        return parse_wrk(out)
+
     def memcached_stats(self) -> dict[str, dict[str, int]]:
         code = """
 import json, socket
@@ -159,6 +174,26 @@ while time.monotonic() < end:
 sys.exit(1)
 """
         self.sh(self.lb, "python3 -", input=code, timeout=timeout + 30)
+
+
+WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_wrk(out: str) -> dict:
+    """wrk --latency's report as the summary() figures: requests, rps, failed, p50/p90/p99 in ms."""
+    def latency(p: int) -> float:
+        found = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+        return float(found.group(1)) * WRK_UNITS[found.group(2)] if found else float("nan")
+
+    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m),", out, re.MULTILINE)
+    if total is None:
+        raise LabError(f"wrk printed no total:\n{out[-2000:]}")
+    requests, seconds = int(total.group(1)), float(total.group(2)) * WRK_UNITS[total.group(3)] / 1000
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = (sum(int(n) for n in errors.groups()) if errors else 0) + (int(non_2xx.group(1)) if non_2xx else 0)
+    return {"requests": requests, "seconds": seconds, "rps": requests / seconds if seconds else 0.0,
+            "failed": failed, "p50_ms": latency(50), "p90_ms": latency(90), "p99_ms": latency(99)}
 
 
 def playbook(name: str, path: str, *args: str, profile: bool = False) -> dict:

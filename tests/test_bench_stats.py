@@ -114,3 +114,31 @@ def test_abnormal_requests_come_from_haproxys_request_log():
     ])
     assert haproxy_abnormal(journal, "POST") == ["SH-- 502 web/web2 0/0/0/-1/8 /orders/checkout/"]
     assert haproxy_abnormal(journal, "GET") == []
+
+
+WRK = """\
+Running 4s test @ https://127.0.0.1/static/shop/site.0123456789ab.css
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   812.33us    1.02ms  21.40ms   93.12%
+    Req/Sec    10.12k     1.01k   12.30k    70.00%
+  Latency Distribution
+     50%  540.00us
+     75%  820.00us
+     90%    1.45ms
+     99%    5.20ms
+  80564 requests in 4.00s, 120.33MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  20141.00
+Transfer/sec:     30.08MB
+"""
+
+
+def test_wrk_reports_are_read_as_summaries():
+    from bench.lab import parse_wrk
+    found = parse_wrk(WRK)
+    assert found["requests"] == 80564 and found["seconds"] == 4.0
+    assert round(found["rps"]) == 20141
+    assert found["failed"] == 7
+    assert (found["p50_ms"], found["p90_ms"], found["p99_ms"]) == (0.54, 1.45, 5.2)
