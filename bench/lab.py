@@ -118,7 +118,7 @@ class Lab:
                     "|| { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }; } >/dev/null",
                     timeout=600)
             self._wrk_installed = True
-        args = ["wrk", "--latency", "-t2", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
+        args = ["wrk", "--latency", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
                 *[arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")], url]
         out = self.sh(self.lb, f"timeout {duration + 30:g} " + " ".join(shlex.quote(a) for a in args),
                       timeout=duration + 60)

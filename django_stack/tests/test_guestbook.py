@@ -31,17 +31,30 @@ def test_the_settings_come_from_the_stack():
     # The read-your-writes pin sits just outside the session middleware.
     at = settings.MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware")
     assert settings.MIDDLEWARE[at - 1] == "django_stack.replicas.middleware.ReadYourWritesMiddleware"
-    # Django's GZipMiddleware comes first: it compresses the response every other middleware made.
-    assert settings.MIDDLEWARE[0] == "django.middleware.gzip.GZipMiddleware"
+    # The stack's GZipMiddleware comes first: it compresses the response every other middleware made.
+    assert settings.MIDDLEWARE[0] == "django_stack.compression.GZipMiddleware"
 
 
 def test_middleware_lists_compression_once_and_only_when_asked():
     from django_stack import settings as stack
     names = ["django.middleware.gzip.GZipMiddleware", "django.contrib.sessions.middleware.SessionMiddleware"]
-    assert stack.middleware(names) == ["django.middleware.gzip.GZipMiddleware",
+    assert stack.middleware(names) == ["django_stack.compression.GZipMiddleware",
                                        "django_stack.replicas.middleware.ReadYourWritesMiddleware",
                                        "django.contrib.sessions.middleware.SessionMiddleware"]
-    assert "django.middleware.gzip.GZipMiddleware" not in stack.middleware(names, compress=False)
+    assert not {"django.middleware.gzip.GZipMiddleware", "django_stack.compression.GZipMiddleware"} & set(
+        stack.middleware(names, compress=False))
+
+
+def test_compression_level_and_padding():
+    import gzip
+    from django_stack.compression import compress
+    page = b"<li>a product card, much like the one before it</li>\n" * 400
+    fast, small = compress(page, 1, 0), compress(page, 9, 0)
+    assert gzip.decompress(fast) == gzip.decompress(small) == page
+    assert len(small) <= len(fast) < len(page) // 5
+    # The padding: a file name of random length, so equal pages do not come out equally long.
+    sizes = {len(compress(page, 1, 100)) for _ in range(50)}
+    assert len(sizes) > 10 and all(gzip.decompress(compress(page, 1, 100)) == page for _ in range(5))
 
 
 def test_pages_come_compressed_with_breach_padding(replicated):
