@@ -452,9 +452,10 @@ def render(data: dict, out: Path) -> str:
             f"The same hashed files ({static['sizes']['small']:,} and {static['sizes']['large']:,} bytes, no "
             "compression asked) from a web node's uWSGI offload threads, through HAProxy (TLS, from its cache of "
             "the hashed files) and from nginx on the media node (a container of the same kind, plain HTTP), 16 "
-            "connections, interleaved rounds, from the load balancer's container with wrk (Debian's package: at "
-            "these rates the Python generator's own TLS would be what limits the HAProxy figures; p50 and p99 "
-            "are the rounds' medians of wrk's).",
+            "connections, interleaved rounds, from the load balancer's container. HAProxy and nginx are measured "
+            "with wrk (Debian's package, C and OpenSSL: at these rates the Python generator's own TLS would be what "
+            "limits the HAProxy figures), uWSGI with `bench/loadgen.py` (its http-socket closes the connection "
+            "after each response, which wrk counts as errors); p50 and p99 are the rounds' medians.",
             "",
             "| case | requests/s | p50 ms | p99 ms | failed |",
             "|---|---:|---:|---:|---:|",

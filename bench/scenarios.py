@@ -333,34 +333,40 @@ class Bench:
             subprocess.run(["docker", "exec", "-i", Lab.container(media), "sh", "-c",
                             f"mkdir -p $(dirname {target}) && cat > {target} && chmod 644 {target}"],
                            input=content, check=True, capture_output=True)
-        web_ip, media_ip = (self.lab.sh(self.lab.lb, f"getent hosts {h}").split()[0] for h in (self.web, media))
-        # wrk, not the Python generator: at these rates its TLS would be what limits the HAProxy figures.
+        media_ip = self.lab.sh(self.lab.lb, f"getent hosts {media}").split()[0]
+        # HAProxy and nginx with wrk (C, OpenSSL): at these rates the Python generator's own TLS would be what limits
+        # the HAProxy figures. uWSGI with the Python generator: its http-socket closes the connection after each
+        # response, which wrk counts as errors.
         cases = {
-            "small, uWSGI offload": f"http://{web_ip}:8000{self.static_small}",
+            "small, uWSGI offload": self.direct(self.web, self.static_small),
             "small, through HAProxy (TLS, its cache)": f"https://127.0.0.1{self.static_small}",
             "small, nginx": f"http://{media_ip}/media/bench-static{self.static_small}",
-            "large, uWSGI offload": f"http://{web_ip}:8000{self.static_large}",
+            "large, uWSGI offload": self.direct(self.web, self.static_large),
             "large, through HAProxy (TLS, its cache)": f"https://127.0.0.1{self.static_large}",
             "large, nginx": f"http://{media_ip}/media/bench-static{self.static_large}",
         }
         headers = {"Host": HOST, "X-Forwarded-Proto": "https"}
-        # uWSGI's http-socket closes the connection after each response: asked to, wrk opens a new one without
-        # counting the close as an error.
-        closing = {**headers, "Connection": "close"}
-        for name, url in cases.items():  # HAProxy's cache holds both files before the first round
-            self.lab.wrk(url, connections=1, duration=1, headers=closing if "uWSGI" in name else headers)
+
+        def measure(target, connections, duration):
+            if isinstance(target, str):
+                return self.lab.wrk(target, connections=connections, duration=duration, headers=headers)
+            records = self.lab.load(self.spec([target], connections=connections, duration=duration))["records"]
+            return {**summary(records), "requests": len(records), "seconds": duration}
+
+        for target in cases.values():  # HAProxy's cache holds both files before the first round
+            measure(target, 1, 1)
         runs = {name: [] for name in cases}
         for _ in range(rounds):
-            for name, url in cases.items():
-                runs[name].append(self.lab.wrk(url, connections=16, duration=self.seconds(4),
-                                               headers=closing if "uWSGI" in name else headers))
+            for name, target in cases.items():
+                runs[name].append(measure(target, 16, self.seconds(4)))
         figures = {}
         for name, done in runs.items():
             seconds = sum(r["seconds"] for r in done)
             figures[name] = {
                 "requests": sum(r["requests"] for r in done), "failed": sum(r["failed"] for r in done),
                 "rps": sum(r["requests"] for r in done) / seconds if seconds else 0.0,
-                # The rounds' medians of wrk's percentiles (wrk gives percentiles, not the requests).
+                "generator": "wrk" if isinstance(cases[name], str) else "bench/loadgen.py",
+                # The rounds' medians of the percentiles (wrk gives percentiles, not the requests).
                 **{key: sorted(r[key] for r in done)[len(done) // 2] for key in ("p50_ms", "p90_ms", "p99_ms")},
             }
         sizes = {"small": len(self.lab.sh(self.web, f"cat /srv/shop/current{self.static_small}")),
