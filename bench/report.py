@@ -344,8 +344,9 @@ def render(data: dict, out: Path) -> str:
     lines = [
         "# Benchmarks and fault injection",
         "",
-        f"Run {env['date']} by `make bench`{' --quick (short loads)' if env.get('quick') else ''}, in "
-        f"{env['duration_s'] / 60:.0f} minutes. Machine: {env['cpus']} CPUs, {env['memory_gib']:.0f} GiB, "
+        f"Run {env['date']} by `make bench`{' --quick (short loads)' if env.get('quick') else ''}"
+        + (f", in {env['duration_s'] / 60:.0f} minutes" if env.get("duration_s") else "") + ". "
+        f"Machine: {env['cpus']} CPUs, {env['memory_gib']:.0f} GiB, "
         f"{env['kernel']}. The lab: {env['web_nodes']} web nodes (uWSGI {env['uwsgi_processes']} processes × "
         f"{env['uwsgi_threads']} threads each), {env['replicas']} read replicas, {env['cache_nodes']} memcached "
         f"nodes, Debian {env['nodes_debian']} containers all sharing this machine's CPUs{weights(env)}, release "
