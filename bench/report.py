@@ -456,7 +456,9 @@ def render(data: dict, out: Path) -> str:
             "connections, interleaved rounds, from the load balancer's container. HAProxy and nginx are measured "
             "with wrk (Debian's package, C and OpenSSL: at these rates the Python generator's own TLS would be what "
             "limits the HAProxy figures), uWSGI with `bench/loadgen.py` (its http-socket closes the connection "
-            "after each response, which wrk counts as errors); p50 and p99 are the rounds' medians.",
+            "after each response, which wrk counts as errors); p50 and p99 are the rounds' medians. Each as "
+            "shipped: HAProxy leaves what it serves from its cache out of its request log "
+            "(`haproxy_log_static_cache_hits`), nginx writes every request to its access log.",
             "",
             "| case | requests/s | p50 ms | p99 ms | failed |",
             "|---|---:|---:|---:|---:|",
@@ -523,7 +525,11 @@ def render(data: dict, out: Path) -> str:
             "upload, HAProxy's request log included) and with all of them stopped ("
             + ", ".join(f"`{u}`" for u in monitoring["units"]) + "). Requests/s: flat out, 4 connections. "
             "Latency: both at the same steady rate, "
-            f"{on.get('steady_rate', 0)} requests/s (40% of the flat-out throughput without monitoring, open loop).",
+            f"{on.get('steady_rate', 0)} requests/s (40% of the flat-out throughput without monitoring, open loop). "
+            + (f"{monitoring['rounds']} rounds of each, in the order on, off, off, on, …; after each start, the "
+               "runs waited until Prometheus answered ready and every host's journal uploader had sent what was "
+               f"logged while it was stopped (at most {monitoring['settle_s']:.0f} s): what is measured is "
+               "monitoring's steady state, not its start." if "settle_s" in monitoring else ""),
             "",
             "| case | requests/s flat out | p50 ms | p90 ms | p99 ms | failed | p50 ms flat out |",
             "|---|---:|---:|---:|---:|---:|---:|",

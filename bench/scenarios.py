@@ -413,7 +413,9 @@ class Bench:
         groups = self.lab.groups
         units = {}
         for host in self.lab.hosts:
-            mine = ["prometheus-node-exporter", "stack-metrics-probe.timer", "systemd-journal-upload"]
+            mine = ["prometheus-node-exporter", "systemd-journal-upload"]
+            if host in groups.get("webservers", []) or host in groups.get("cacheservers", []):
+                mine.append("stack-metrics-probe")
             if host in groups.get("dbservers", []):
                 mine.append("prometheus-mysqld-exporter")
             if host in groups.get("loadbalancers", []):
@@ -433,31 +435,72 @@ class Bench:
             self.lab.sh(host, "for u in " + " ".join(units) + "; do systemctl cat \"$u\" >/dev/null 2>&1 && "
                         f"systemctl {verb} \"$u\"; done; true")
 
-    def monitoring(self, rounds: int = 4) -> dict:
+    def monitoring_settled(self, timeout: float = 90) -> float:
+        """After monitoring starts again: wait until Prometheus answers ready and every host's journal uploader has
+        sent what was logged while it was stopped (its saved cursor at the journal's end, give or take a few
+        lines). Until then, the first seconds after a start (Prometheus replaying its log, every uploader's
+        backlog) would be counted as what monitoring costs all the time. Returns the seconds it took."""
+        started = time.monotonic()
+        monitoring = self.lab.groups["monitoring"][0]
+        uploaders = [h for h, units in self.monitoring_units().items() if "systemd-journal-upload" in units
+                     and h != monitoring]
+        backlog = ('s=/var/lib/systemd/journal-upload/state; [ -f "$s" ] || { echo 0; exit; }; '
+                   'c=$(sed -n "s/^LAST_CURSOR=//p" "$s"); '
+                   'journalctl --after-cursor="$c" -q --no-pager -o cat 2>/dev/null | wc -l')
+        ready = ("python3 -c \"import sys, urllib.request; "
+                 "urllib.request.urlopen('http://' + sys.argv[1] + ':9090/-/ready', timeout=3)\" "
+                 "$(hostname -I | cut -d' ' -f1) >/dev/null 2>&1 && echo yes || echo no")
+        while time.monotonic() - started < timeout:
+            if (self.lab.sh(monitoring, ready).strip() == "yes"
+                    and all(int(self.lab.sh(h, backlog).strip() or 0) <= 20 for h in uploaders)):
+                break
+            time.sleep(1)
+        else:
+            raise LabError(f"monitoring did not settle within {timeout:g} s of its start")
+        return time.monotonic() - started
+
+    def monitoring(self, rounds: int = 6) -> dict:
         """The same page with every monitoring process running and with all of them stopped, interleaved: flat out
         (4 connections, closed loop: what monitoring takes of the throughput) and at the same steady rate, 40% of
-        the flat-out throughput without monitoring (open loop: the latency a user sees at a normal load)."""
+        the flat-out throughput without monitoring (open loop: the latency a user sees at a normal load).
+        Monitoring's steady state is what it costs: each start is waited out (monitoring_settled), and the rounds
+        go on, off, off, on, on, ... so that half the runs of each case come straight after one of the same."""
         if not self.lab.groups.get("monitoring"):
             return {"skipped": "the lab inventory has no monitoring host"}
         target = self.via_lb(self.categories[1])
         flat = {"monitoring on": [], "monitoring off": []}
         steady = {"monitoring on": [], "monitoring off": []}
+        settle = []
+        state = {"on": None}
+
+        def switch(on: bool):
+            if state["on"] is on:
+                return
+            self.set_monitoring(on)
+            if on:
+                settle.append(self.monitoring_settled())
+            time.sleep(3)
+            state["on"] = on
+
+        def order(index: int) -> list[str]:
+            names = list(flat)
+            return names if index % 2 == 0 else names[::-1]
+
         try:
-            for _ in range(rounds):
-                for name in flat:
-                    self.set_monitoring(name == "monitoring on")
-                    time.sleep(3)
+            for index in range(rounds):
+                for name in order(index):
+                    switch(name == "monitoring on")
                     flat[name].extend(self.lab.load(self.spec([target], users=self.cookies, connections=4,
                                                               duration=self.seconds(5)))["records"])
             rate = max(5, round(len(flat["monitoring off"]) / (rounds * self.seconds(5)) * 0.4))
-            for _ in range(rounds):
-                for name in steady:
-                    self.set_monitoring(name == "monitoring on")
-                    time.sleep(3)
+            for index in range(rounds):
+                for name in order(index):
+                    switch(name == "monitoring on")
                     steady[name].extend(self.lab.load(self.spec([target], users=self.cookies, connections=16,
                                                                 rate=rate, duration=self.seconds(5)))["records"])
         finally:
-            self.set_monitoring(True)
+            if state["on"] is not True:
+                self.set_monitoring(True)
         figures = {}
         for name in flat:
             figures[name] = summary(steady[name])
@@ -467,6 +510,8 @@ class Bench:
         on, off = figures["monitoring on"], figures["monitoring off"]
         figures["p50_ratio"] = on["p50_ms"] / off["p50_ms"] if off["p50_ms"] else 0.0
         figures["units"] = sorted({u for units in self.monitoring_units().values() for u in units})
+        figures["settle_s"] = max(settle) if settle else 0.0
+        figures["rounds"] = rounds
         return figures
 
     # --- fault injection ----------------------------------------------------------------------------------------

@@ -88,6 +88,22 @@ def test_the_exporters_report_what_the_alerts_read():
     assert disks >= set(hosts_of("all")) - {"localhost"}
 
 
+def test_the_probe_is_one_long_running_process_and_the_costly_collector_is_off():
+    """The probe of memcached and uWSGI is a service that reads them every 15 s (not an interpreter a timer starts
+    each time), its files are fresh, and the node exporter's systemd collector (D-Bus, every unit) is off."""
+    for name in hosts_of("webservers")[:1] + hosts_of("cacheservers")[:1]:
+        host = node(name)
+        # Running between two reads: a oneshot a timer starts would be inactive nearly all the time.
+        assert host.service("stack-metrics-probe").is_running, name
+        assert int(host.check_output("systemctl show -P MainPID stack-metrics-probe")) > 0, name
+        assert not host.file("/etc/systemd/system/stack-metrics-probe.timer").exists, name
+        newest = int(host.check_output("find /var/lib/prometheus/node-exporter -name 'stack-*.prom' "
+                                       "-printf '%T@\\n' | sort -n | tail -1").split(".")[0])
+        age = int(host.check_output("date +%s")) - newest
+        assert age <= 35, f"{name}: the probe's newest file is {age} s old"
+    assert not query("node_systemd_unit_state"), "the node exporter's systemd collector is on"
+
+
 def exporter_ports():
     """(host, port) of every exporter Prometheus scrapes on another host, from its own target list."""
     pairs = set()

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,20 @@ def test_haproxy_logs_each_request_to_the_journal():
     log = lb.run("journalctl -t haproxy --no-pager -o cat").stdout
     # Client, frontend, backend/server, timings, status, termination state, the request line.
     assert [line for line in log.splitlines() if " www~ web/" in line and "GET /c/cat-003/?logged=haproxy" in line]
+
+
+def test_static_files_from_haproxys_cache_are_left_out_of_the_request_log():
+    """A hashed static file HAProxy serves from its cache is not logged (thousands a second at a page load's
+    bursts, each a line for the journal, its upload and mtail); the one a web node served is, as pages are."""
+    lb = node(hosts_of("loadbalancers")[0])
+    (page,) = browse(("GET", "/", None))
+    css = page["body"].split('href="/static/')[1].split('"')[0]
+    tag = uuid.uuid4().hex  # a new query: a new key in HAProxy's cache, so the first request misses it
+    first, second, third = browse(*[("GET", f"/static/{css}?log={tag}", None)] * 3)
+    assert first["status"] == second["status"] == third["status"] == 200
+    time.sleep(1)
+    lines = [line for line in lb.run("journalctl -t haproxy --no-pager -o cat").stdout.splitlines() if tag in line]
+    assert len(lines) == 1 and "<CACHE>" not in lines[0] and " www~ web/" in lines[0], lines
 
 
 def _during(action, count=60, pause=0.05):
