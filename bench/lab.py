@@ -196,23 +196,39 @@ def parse_wrk(out: str) -> dict:
             "failed": failed, "p50_ms": latency(50), "p90_ms": latency(90), "p99_ms": latency(99)}
 
 
-def playbook(name: str, path: str, *args: str, profile: bool = False) -> dict:
+CONTAINERS_CPU = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")
+
+
+def containers_cpu_seconds() -> float | None:
+    """The CPU time all of the engine's containers have used (cgroup v1's accounting), or None where it cannot be
+    read."""
+    try:
+        return int(CONTAINERS_CPU.read_text()) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def playbook(name: str, path: str, *args: str, profile: bool = False, environment: dict | None = None) -> dict:
     """Time one ansible-playbook run; how many tasks it changed comes from its recap. ``profile``: with the
-    task-profile callback (ansible.posix.profile_tasks), whose slowest tasks come back as ``slowest``."""
+    task-profile callback (ansible.posix.profile_tasks), whose slowest tasks come back as ``slowest``.
+    ``environment``: variables set for this run only. Where it can be read, ``servers_cpu_s`` is the CPU time the
+    containers (the servers) used during the run."""
     print(f"bench: {name}", file=sys.stderr)
-    env = dict(os.environ)
+    env = dict(os.environ, **(environment or {}))
     if profile:
         enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "ansible.posix.profile_tasks"])
         env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
-    started = time.monotonic()
+    started, servers_before = time.monotonic(), containers_cpu_seconds()
     result = subprocess.run([tool("ansible-playbook"), path, *args], cwd=ROOT, capture_output=True, text=True,
                             check=False, env=env)
-    seconds = time.monotonic() - started
+    seconds, servers_after = time.monotonic() - started, containers_cpu_seconds()
     if result.returncode != 0:
         raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
     run = {"name": name, "seconds": seconds, "changed": changed, "changed_tasks": changed_tasks(result.stdout)}
+    if servers_before is not None and servers_after is not None:
+        run["servers_cpu_s"] = servers_after - servers_before
     if profile:
         tasks = task_profile(result.stdout)
         run["tasks"] = len(tasks)
