@@ -1,10 +1,13 @@
 """The common role on every host: firewall, names, time, locale, kernel tuning, journal, updates."""
 
+import os
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
-from stacktest import hosts_of, tcp_open
+from stacktest import hosts_of, node, run_playbook, tcp_open
 
 testinfra_hosts = ["ansible://all"]
 
@@ -88,3 +91,35 @@ def test_a_rule_file_of_a_service_the_host_no_longer_runs_is_removed():
     assert not h.file("/etc/nftables.d/50-shop-web.nft").exists
     assert h.file("/etc/nftables.d/50-memcached.nft").exists
     assert "dport 8000" not in h.run("nft list ruleset").stdout
+
+
+def test_a_module_that_ran_before_its_library_was_installed_works_once_it_is(tmp_path):
+    """Mitogen (ansible.cfg's strategy) keeps one Python interpreter per server for a whole run. A module that ran
+    before its library was there (community.mysql before python3-mysqldb, as on a host being set up: a lost
+    primary restored onto a new host) must work once a later task of the same run installs it. Before each task
+    ran in a child of that interpreter (group_vars/all/mitogen.yml), the failed import stuck and the restore
+    stopped with "A MySQL module is required"."""
+    target = hosts_of("cacheservers")[0]
+    server = node(target)
+    assert not server.package("python3-mysqldb").is_installed, "the test needs a host without python3-mysqldb"
+    query = {"query": "SELECT 1", "login_unix_socket": "/nonexistent/mysqld.sock"}
+    play = {"name": "A library installed in the middle of a run", "hosts": target, "gather_facts": False,
+            "become": True, "tasks": [
+                {"name": "Query before the library", "community.mysql.mysql_query": query,
+                 "register": "before", "failed_when": False},
+                {"name": "Install the library", "ansible.builtin.apt": {"name": "python3-mysqldb"}},
+                {"name": "Query after it", "community.mysql.mysql_query": query,
+                 "register": "after", "failed_when": False},
+                {"name": "Both answers", "ansible.builtin.debug": {
+                    "msg": "BEFORE={{ before.msg }} AFTER={{ after.msg }}"}}]}
+    # Beside the project's group_vars, as every playbook of the project is.
+    (tmp_path / "group_vars").symlink_to(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "group_vars")
+    (tmp_path / "late-library.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    try:
+        rc, out = run_playbook(str(tmp_path / "late-library.yml"))
+    finally:
+        server.run("apt-get purge -y --autoremove python3-mysqldb")
+    assert rc == 0, out[-3000:]
+    flat = " ".join(out.split())
+    assert "BEFORE=A MySQL module is required" in flat, out[-3000:]
+    assert "AFTER=unable to connect to database" in flat, out[-3000:]
