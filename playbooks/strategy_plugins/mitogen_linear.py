@@ -3,7 +3,7 @@
 # Mitogen keeps one Python interpreter per server for the whole run and caches the modules it has sent, so a task
 # no longer starts a new interpreter that recompiles Ansible's module_utils on the server: about 0.3 s of a
 # server's CPU per task with `docker exec` or SSH, a few milliseconds with Mitogen. A run with nothing to change
-# is several times faster (bench/results/REPORT.md, "Converge").
+# is several times faster (bench/results/REPORT.md, "Ansible").
 #
 # Without Mitogen (`pip install ansible` alone), or with ANSIBLE_STRATEGY=linear, runs use Ansible's own linear
 # strategy: same tasks, same results, slower. Mitogen takes over the connections it knows by their short names
