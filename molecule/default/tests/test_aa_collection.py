@@ -4,8 +4,10 @@ playbooks and group_vars build the very stack the repository's site.yml built. R
 the tests that change the topology."""
 
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -13,6 +15,8 @@ import yaml
 from stacktest import changed_tasks, container, hosts_of, node, recap
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+# When the installed collection's run with nothing to change started (the containers share this machine's clock).
+NO_CHANGE_RUN_STARTED = []
 
 
 def test_the_release_holds_what_the_web_nodes_run_and_no_tests_or_benchmarks():
@@ -55,6 +59,7 @@ def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
         (inventory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump({
             "ansible_host": container(host), "ansible_connection": "community.docker.docker",
             "ansible_python_interpreter": "/usr/bin/python3"}))
+    NO_CHANGE_RUN_STARTED.append(int(time.time()))
     run = subprocess.run(["ansible-playbook", "-i", str(inventory / "hosts.yml"), "django_stack.stack.site"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     out = run.stdout + run.stderr
@@ -65,3 +70,19 @@ def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
     changed = recap(out)
     assert set(changed) >= set(hosts_of("webservers") + hosts_of("dbservers")), out[-3000:]
     assert all(n == 0 for n in changed.values()), (str(log), changed_tasks(out))
+
+
+def test_the_run_with_nothing_to_change_reloads_no_systemd():
+    """systemd reads the units again only in a run that wrote one: the run above asked no server's systemd for a
+    daemon-reload (each one costs the server's CPU in every run, and holds its systemd while it lasts). Requests from
+    a unit's own process (Debian's package upgrades) are not the run's."""
+    assert NO_CHANGE_RUN_STARTED, "the run with nothing to change did not run"
+    for host in hosts_of("all"):
+        journal = node(host).run("journalctl _PID=1 --since=@%s -o cat --no-pager", str(NO_CHANGE_RUN_STARTED[0]))
+        assert journal.rc == 0, journal.stderr
+        # "Reload requested from client PID 1316 ('systemctl') (unit -.slice)...": Ansible's process is in no
+        # service (-.slice under `docker exec`, a session-N.scope over SSH); a package upgrade's is (.service).
+        asked = [line for line in journal.stdout.splitlines()
+                 if re.match(r"Reload(ing)? requested from client", line)
+                 and not re.search(r"\(unit [^)]*\.service\)", line)]
+        assert not asked, (host, asked)
