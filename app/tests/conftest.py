@@ -239,11 +239,21 @@ class BlackholeProxy(FreezableProxy):
     ``cut()`` is on, every byte either way is thrown away (nothing is queued for later, unlike a frozen process)
     and new connections are held unanswered; ``heal()`` passes traffic again."""
 
+    hung_up: frozenset = frozenset()
+    hang_up_all = False
+
     def cut(self):
         self.frozen.set()
 
     def heal(self):
         self.frozen.clear()
+
+    def hang_up(self, *, new_ones_too: bool = False):
+        """The connections open now are closed (FIN) when their client sends its next bytes, which are not passed
+        on: a connection the server closed while the client's command was on its way. New ones work, unless
+        ``new_ones_too``."""
+        self.hung_up = frozenset(self.sockets)
+        self.hang_up_all = new_ones_too
 
     def _pump(self, src, dst):
         src.settimeout(0.2)
@@ -255,6 +265,10 @@ class BlackholeProxy(FreezableProxy):
             except OSError:
                 return
             if not data:
+                return
+            if src in self.hung_up or self.hang_up_all:
+                for sock in (src, dst):
+                    sock.shutdown(socket.SHUT_RDWR)
                 return
             if self.frozen.is_set():
                 continue  # dropped

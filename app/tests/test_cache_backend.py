@@ -3,10 +3,10 @@
 import time
 
 import pytest
-from django.core.cache import caches
 from django.test import Client
 from django.test.utils import override_settings
 
+from django_stack.memcache_backend import backend as memcache_backend
 from django_stack.memcache_backend.backend import MemcachedCache
 
 
@@ -55,8 +55,8 @@ def test_a_stopped_node_mid_run_then_back(cache_server):
             assert response["X-First-Pass"] == "miss"
     finally:
         cache_server.start()
-    # Back after python-memcached's dead_retry: force a new client so the test does not wait for it.
-    del caches["default"]._cache
+    # The process's probe finds it back within a second (python-memcached alone skips it for dead_retry, 30 s).
+    time.sleep(1.5)
     client.get("/c/cat-002/")
     assert client.get("/c/cat-002/")["X-First-Pass"] == "hit"
 
@@ -68,3 +68,92 @@ def test_keys_spread_over_a_cluster(cache_server, refused_port):
                            "OPTIONS": {"socket_timeout": 0.2}}}
     with override_settings(CACHES=cluster):
         assert Client().get("/").status_code == 200
+
+
+# --- a node that restarts, a connection that is closed -------------------------------------------------------------
+
+def _dead(backend) -> list[str]:
+    return [str(server) for server in backend._cache.servers if server.deaduntil]
+
+
+def test_a_restarted_node_is_used_again_at_once(cache_server):
+    """memcached restarts while this thread keeps its connection from before: the next commands use a new
+    connection (before: the first one failed on the closed connection and the node was skipped for dead_retry, 30 s
+    of misses for every thread of the app)."""
+    backend = MemcachedCache([f"127.0.0.1:{cache_server.port}"], {"KEY_PREFIX": "restart",
+                                                                  "OPTIONS": {"dead_retry": 30}})
+    backend.set("before", 1)
+    assert backend.get("before") == 1
+    cache_server.stop()
+    cache_server.start()
+    assert backend.get("before") is None  # memcached keeps nothing across a restart
+    assert _dead(backend) == []
+    backend.set("after", 2)
+    assert backend.get("after") == 2
+    assert backend.add("added", 3) is True
+    assert backend.get_many(["after", "added"]) == {"after": 2, "added": 3}
+
+
+def test_a_node_back_after_an_outage_is_used_again_within_a_second(cache_server):
+    """A client marked the node dead during its outage: once it answers the process's probe, the client uses it
+    again (before: not for dead_retry, 30 s from the last failure, for each thread)."""
+    backend = MemcachedCache([f"127.0.0.1:{cache_server.port}"], {"KEY_PREFIX": "outage",
+                                                                  "OPTIONS": {"dead_retry": 30}})
+    backend.set("k", 1)
+    cache_server.stop()
+    try:
+        assert backend.get("k") is None
+        assert _dead(backend) != []
+    finally:
+        cache_server.start()
+    deadline = time.monotonic() + 2
+    while _dead(backend) and backend.get("k") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    backend.set("k", 2)
+    assert backend.get("k") == 2
+    assert _dead(backend) == []
+
+
+def test_a_connection_closed_during_a_command_is_retried_on_a_new_one(second_memcached):
+    proxy = second_memcached.proxy
+    backend = MemcachedCache([f"127.0.0.1:{proxy.port}"], {"KEY_PREFIX": "hangup", "OPTIONS": {"dead_retry": 30}})
+    backend.set("k", "old")
+    assert backend.get("k") == "old"
+    proxy.hang_up()
+    backend.set("k", "new")  # its connection is closed under it: sent again on a new one
+    assert _dead(backend) == []
+    assert memcache_backend.replayer.pending(("127.0.0.1", proxy.port)) == 0
+    assert backend.get("k") == "new"
+    proxy.hang_up()
+    assert backend.get("k") == "new"  # the read too
+    assert _dead(backend) == []
+
+
+def test_a_write_lost_with_its_connection_is_replayed_on_its_home(second_memcached):
+    """A delete whose connection is closed under it (python-memcached does not send it again) leaves the old value
+    there, although the node is not marked dead: the key is remembered and deleted there by the replayer."""
+    proxy = second_memcached.proxy
+    backend = MemcachedCache([f"127.0.0.1:{proxy.port}"], {"KEY_PREFIX": "lost", "OPTIONS": {"dead_retry": 30}})
+    backend.set("k", "old")
+    assert backend.get("k") == "old"
+    proxy.hang_up()
+    backend.delete("k")
+    assert _dead(backend) == []
+    deadline = time.monotonic() + 5
+    while memcache_backend.replayer.pending(("127.0.0.1", proxy.port)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert memcache_backend.replayer.pending(("127.0.0.1", proxy.port)) == 0
+    assert backend.get("k") is None
+
+
+def test_a_new_connection_that_fails_still_marks_the_node_dead(second_memcached):
+    """Only a connection that had worked is forgiven: a node whose new connections fail is skipped for dead_retry
+    (a node that accepts and hangs up must not cost every command a connect)."""
+    proxy = second_memcached.proxy
+    backend = MemcachedCache([f"127.0.0.1:{proxy.port}"], {"KEY_PREFIX": "flap", "OPTIONS": {"dead_retry": 30}})
+    backend.set("k", 1)
+    assert backend.get("k") == 1
+    proxy.hang_up(new_ones_too=True)
+    assert backend.get("k") is None
+    assert _dead(backend) != []
+    memcache_backend.replayer.clear()

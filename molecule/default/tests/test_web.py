@@ -44,6 +44,20 @@ def test_pages_with_products_and_a_cached_first_pass():
     assert "max-age=31536000" in home["headers"]["strict-transport-security"]
 
 
+def test_a_memcached_restart_costs_no_cached_first_pass():
+    """Every cache node restarts while the web nodes' threads hold connections to it from before: pages are cached
+    again at once (before: each thread's first command on its old connection marked the node dead for dead_retry,
+    30 s, and pages whose keys live there were misses on every request meanwhile)."""
+    pages = [f"/c/cat-{i:03d}/" for i in range(1, 10)]
+    warm = browse(*[("GET", page, None) for page in pages * 4])  # many threads of every web node get connections
+    assert all(r["status"] == 200 for r in warm)
+    for cache in hosts_of("cacheservers"):
+        node(cache).check_output("systemctl restart memcached")
+    time.sleep(2)  # a thread that tried during the restart itself marked it dead: the process probes it back
+    seen = {page: [r["headers"].get("x-first-pass") for r in browse(*[("GET", page, None)] * 3)] for page in pages}
+    assert all(passes[1:] == ["hit", "hit"] for passes in seen.values()), seen
+
+
 def test_pages_come_compressed_through_the_load_balancer():
     """Django compresses the page (BREACH-padded), HAProxy passes it on as it is; a client without gzip gets it
     plain."""
