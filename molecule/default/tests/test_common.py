@@ -123,3 +123,26 @@ def test_a_module_that_ran_before_its_library_was_installed_works_once_it_is(tmp
     flat = " ".join(out.split())
     assert "BEFORE=A MySQL module is required" in flat, out[-3000:]
     assert "AFTER=unable to connect to database" in flat, out[-3000:]
+
+
+def test_apt_is_skipped_for_installed_packages_and_still_installs_a_removed_or_auto_marked_one():
+    """A run calls apt only for a package list with a package missing from what the preflight read at its start
+    (apt-mark showmanual): apt's own check costs most of a second of a server's CPU per task. A package removed
+    since the last run is still installed again, and one that became marked automatic (apt autoremove would take
+    it) is marked manual again, as apt's own check would do."""
+    cache = hosts_of("cacheservers")[0]
+    h = node(cache)
+    broken = h.run("apt-get remove -y -q unattended-upgrades && apt-mark auto nftables")
+    assert broken.rc == 0, broken.stderr
+    assert not h.package("unattended-upgrades").is_installed
+    rc, out = run_playbook("site.yml", limit=[cache])
+    assert rc == 0, out[-3000:]
+    manual = set(h.run("apt-mark showmanual").stdout.split())
+    assert h.package("unattended-upgrades").is_installed
+    assert {"unattended-upgrades", "nftables"} <= manual
+    # The lists of the cache server's other roles were all there: apt was not called for them.
+    for task in ("memcached : Install memcached", "monitoring_agent : Install the node exporter"):
+        section = out.split(f"TASK [{task}", 1)[1].split("TASK [", 1)[0]
+        assert f"skipping: [{cache}]" in section, section
+    section = out.split("TASK [common : Install the base packages", 1)[1].split("TASK [", 1)[0]
+    assert f"changed: [{cache}]" in section, section
