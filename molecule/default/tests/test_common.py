@@ -146,3 +146,40 @@ def test_apt_is_skipped_for_installed_packages_and_still_installs_a_removed_or_a
         assert f"skipping: [{cache}]" in section, section
     section = out.split("TASK [common : Install the base packages", 1)[1].split("TASK [", 1)[0]
     assert f"changed: [{cache}]" in section, section
+
+
+def _handler_results(out, host):
+    """Each handler that a run reached: its name -> what it did on the host (ok, changed or skipping)."""
+    found = {}
+    for section in out.split("RUNNING HANDLER [")[1:]:
+        name = section.split("]", 1)[0]
+        status = re.search(rf"^(ok|changed|skipping): \[{re.escape(host)}\]", section, re.M)
+        found[name] = status.group(1) if status else None
+    return found
+
+
+def test_a_changed_setting_runs_its_own_handler_only():
+    """The role writes its settings files in one task: a change to one of them runs that file's handler, and the
+    handlers of the others are skipped (journald is not restarted for a service limit, nor systemd re-executed for
+    a journal setting)."""
+    cache = hosts_of("cacheservers")[0]
+    h = node(cache)
+    try:
+        rc, out = run_playbook("playbooks/common.yml", limit=[cache], extra_vars={"common_journal_max_use": "123M"})
+        assert rc == 0, out[-3000:]
+        assert "SystemMaxUse=123M" in h.file("/etc/systemd/journald.conf.d/60-stack.conf").content_string
+        handlers = _handler_results(out, cache)
+        assert handlers.get("common : Restart journald") == "changed", handlers
+        assert handlers.get("common : Reexecute systemd") == "skipping", handlers
+
+        rc, out = run_playbook("playbooks/common.yml", limit=[cache], extra_vars={"common_nofile_limit": "70001"})
+        assert rc == 0, out[-3000:]
+        handlers = _handler_results(out, cache)
+        assert handlers.get("common : Reexecute systemd") == "ok", handlers
+        # The journal's settings went back to the inventory's value in this run too: journald restarts again.
+        assert handlers.get("common : Restart journald") == "changed", handlers
+        assert handlers.get("common : Apply the kernel parameters") == "skipping", handlers
+    finally:
+        rc, out = run_playbook("playbooks/common.yml", limit=[cache])
+    assert rc == 0, out[-3000:]
+    assert "70001" not in h.file("/etc/systemd/system.conf.d/60-stack.conf").content_string
