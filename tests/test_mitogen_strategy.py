@@ -12,6 +12,7 @@ workers are forked as Ansible's are, and each must take the folders from the con
 collections again.
 """
 
+import ast
 import json
 import os
 import subprocess
@@ -75,3 +76,101 @@ def test_a_worker_takes_the_collection_folders_from_the_controller_instead_of_li
     for worker in result["workers"]:
         assert worker["listed_again"] == 0, "a worker listed the installed collections again"
         assert worker["paths"] == result["listed"]
+
+
+PLANNER_SCRIPT = r"""
+import json, os, sys
+from ansible.plugins.loader import init_plugin_loader, strategy_loader
+
+init_plugin_loader()
+strategy_loader.add_directory(sys.argv[1])
+plugin = strategy_loader.get("mitogen_linear", class_only=True)
+module = sys.modules[plugin.__module__]
+
+import ansible.modules
+import ansible_collections.community.mysql.plugins.modules.mysql_query as mysql_query
+import ansible_mitogen.planner
+
+builtin = os.path.dirname(ansible.modules.__file__)
+
+class Invocation:
+    def __init__(self, path, task_vars=None, wrap_async=False):
+        self.module_path = path
+        self.task_vars = task_vars or {}
+        self.wrap_async = wrap_async
+
+def forks(path, **kwargs):
+    return ansible_mitogen.planner.NewStylePlanner(Invocation(path, **kwargs)).should_fork()
+
+print(json.dumps({
+    "names": sorted(getattr(module, "IN_INTERPRETER_MODULES", ())),
+    "copy": forks(os.path.join(builtin, "copy.py")),
+    "systemd_service": forks(os.path.join(builtin, "systemd_service.py")),
+    "apt": forks(os.path.join(builtin, "apt.py")),
+    "uri": forks(os.path.join(builtin, "uri.py")),
+    "mysql_query": forks(mysql_query.__file__),
+    "own_copy": forks(os.path.join(sys.argv[2], "library", "copy.py")),
+    "copy_isolated": forks(os.path.join(builtin, "copy.py"), task_vars={"mitogen_task_isolation": "fork"}),
+    "copy_async": forks(os.path.join(builtin, "copy.py"), wrap_async=True),
+}))
+"""
+
+
+def planner_decisions(tmp_path):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    out = subprocess.run([sys.executable, "-c", PLANNER_SCRIPT, str(ROOT / "playbooks/strategy_plugins"),
+                          str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_only_ansibles_own_standard_library_modules_run_in_the_servers_interpreter(tmp_path):
+    """A module whose library the run may install (apt's python3-apt, community.mysql's python3-mysqldb, a module of
+    the user's own) runs in a forked child that dies with its imports; Ansible's own file, service and command
+    modules run in the server's interpreter, without a child's cost. `mitogen_task_isolation: fork` and async
+    tasks still fork."""
+    decisions = planner_decisions(tmp_path)
+    assert decisions["copy"] is False
+    assert decisions["systemd_service"] is False
+    for forked in ("apt", "uri", "mysql_query", "own_copy", "copy_isolated", "copy_async"):
+        assert decisions[forked] is True, forked
+
+
+def _imports(path):
+    """The top-level names of the modules a Python file imports, wherever in the file (try/except included)."""
+    names = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add(str(node.args[0].value).split(".")[0])
+    return names
+
+
+def test_the_modules_run_in_the_interpreter_import_only_the_standard_library_and_ansible(tmp_path):
+    """Checked against the installed ansible-core, so that an upgrade that gives one of them a new library fails
+    here instead of on a server: each module and every module_utils it pulls in (Mitogen's own scan) imports
+    nothing but Python's standard library, Ansible, and what ansible.module_utils.basic (every module's base) does."""
+    import ansible.modules
+    import ansible_mitogen.module_finder
+    from ansible.executor.module_common import _MODULE_UTILS_PATH
+
+    names = planner_decisions(tmp_path)["names"]
+    assert "copy" in names and "apt" not in names
+    allowed = set(sys.stdlib_module_names) | {"__future__", "ansible"}
+    shared = set()
+    for fullname, path, _ in ansible_mitogen.module_finder.scan(
+            "ansible_module_ping", os.path.join(os.path.dirname(ansible.modules.__file__), "ping.py"),
+            (_MODULE_UTILS_PATH,)):
+        shared |= _imports(path)
+    for name in names:
+        path = os.path.join(os.path.dirname(ansible.modules.__file__), f"{name}.py")
+        found = {name: _imports(path)}
+        for fullname, util, _ in ansible_mitogen.module_finder.scan(f"ansible_module_{name}", path,
+                                                                    (_MODULE_UTILS_PATH,)):
+            found[fullname] = _imports(util)
+        outside = {where: sorted(imported - allowed - shared) for where, imported in found.items()
+                   if imported - allowed - shared}
+        assert not outside, f"{name} imports a library the run could install: {outside}"

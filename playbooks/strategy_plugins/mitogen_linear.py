@@ -10,6 +10,8 @@
 # (ssh, docker, local, ...); others (community.docker.docker) run as usual.
 from __future__ import annotations
 
+import os
+
 DOCUMENTATION = """
     name: mitogen_linear
     short_description: Ansible's linear strategy, through Mitogen when it is installed
@@ -52,6 +54,45 @@ if ansible_mitogen is not None:
         invocation._extra_sys_paths.update(_installed_collection_dirs())
 
     ansible_mitogen.planner._load_collections = _load_collections
+
+    # Where a task's module runs on the server. Mitogen runs a module in the server's long-lived interpreter unless
+    # it finds a reason to fork a child for it; run in the interpreter, whatever the module imported stays there for
+    # the rest of the run. That is wrong for a module whose library the run itself installs: community.mysql ran
+    # before python3-mysqldb was installed (a lost primary restored onto a new host) and kept failing with "A MySQL
+    # module is required" after the install, because its failed import stayed. Mitogen does not see that
+    # collections' module_utils are outside Ansible, so it ran those modules in the interpreter too.
+    #
+    # So every module runs in a child forked for the task, which dies with what it imported, except Ansible's own
+    # modules that import nothing beyond Python's standard library and what every module shares
+    # (ansible.module_utils.basic): nothing they import can be installed by the run. They are most of a run's tasks
+    # (files, templates, services, commands), and a forked child costs a server about 20 ms of CPU per task: a third
+    # of the servers' CPU in a run with nothing to change (bench/results/REPORT.md, "Ansible").
+    # tests/test_mitogen_strategy.py checks every name here against the installed ansible-core's imports.
+    # `mitogen_task_isolation: fork` (a host, group or play variable) still forks every task, as in Mitogen.
+    IN_INTERPRETER_MODULES = frozenset({
+        "assemble", "blockinfile", "command", "copy", "cron", "debconf", "dpkg_selections", "file", "find",
+        "getent", "git", "group", "hostname", "iptables", "known_hosts", "lineinfile", "mount_facts", "ping",
+        "replace", "service", "service_facts", "slurp", "stat", "subversion", "systemd", "systemd_service",
+        "sysvinit", "tempfile", "user",
+    })
+
+    import ansible.modules
+
+    _ANSIBLE_MODULES_DIR = os.path.dirname(os.path.abspath(ansible.modules.__file__))
+
+    def runs_in_interpreter(module_path: str) -> bool:
+        """Whether the module at this path is one of Ansible's own that need no child process of their own."""
+        folder, name = os.path.split(os.path.abspath(module_path))
+        stem, extension = os.path.splitext(name)
+        return folder == _ANSIBLE_MODULES_DIR and extension == ".py" and stem in IN_INTERPRETER_MODULES
+
+    def _should_fork(planner) -> bool:
+        invocation = planner._inv
+        return (bool(invocation.wrap_async)
+                or invocation.task_vars.get("mitogen_task_isolation") == "fork"
+                or not runs_in_interpreter(invocation.module_path))
+
+    ansible_mitogen.planner.NewStylePlanner.should_fork = _should_fork
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
         """The linear strategy over Mitogen's connections."""

@@ -97,7 +97,8 @@ def test_a_module_that_ran_before_its_library_was_installed_works_once_it_is(tmp
     """Mitogen (ansible.cfg's strategy) keeps one Python interpreter per server for a whole run. A module that ran
     before its library was there (community.mysql before python3-mysqldb, as on a host being set up: a lost
     primary restored onto a new host) must work once a later task of the same run installs it. Before each task
-    ran in a child of that interpreter (group_vars/all/mitogen.yml), the failed import stuck and the restore
+    ran in a child of that interpreter (the strategy plug-in forks one for every module but Ansible's own that
+    import only the standard library), the failed import stuck and the restore
     stopped with "A MySQL module is required"."""
     target = hosts_of("cacheservers")[0]
     server = node(target)
