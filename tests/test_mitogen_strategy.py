@@ -10,6 +10,10 @@ The real plug-in is loaded by Ansible's plug-in loader, with Mitogen installed, 
 changes Mitogen's planner for the whole process). The strategy's step before its workers fork is run, then three
 workers are forked as Ansible's are, and each must take the folders from the controller without listing the
 collections again.
+
+The plug-in also decides where each module runs on a server under Mitogen: in the server's interpreter for the
+Ansible modules it lists (standard library only, checked here against the installed ansible-core's imports), in a
+child forked for the task for every other module.
 """
 
 import ast

@@ -65,8 +65,8 @@ if ansible_mitogen is not None:
     # So every module runs in a child forked for the task, which dies with what it imported, except Ansible's own
     # modules that import nothing beyond Python's standard library and what every module shares
     # (ansible.module_utils.basic): nothing they import can be installed by the run. They are most of a run's tasks
-    # (files, templates, services, commands), and a forked child costs a server about 20 ms of CPU per task: a third
-    # of the servers' CPU in a run with nothing to change (bench/results/REPORT.md, "Ansible").
+    # (files, templates, services, commands), and a forked child costs a server about 20 ms of CPU per task: two
+    # fifths of the servers' CPU in a run with nothing to change (51 CPU-seconds against 31 in the lab).
     # tests/test_mitogen_strategy.py checks every name here against the installed ansible-core's imports.
     # `mitogen_task_isolation: fork` (a host, group or play variable) still forks every task, as in Mitogen.
     IN_INTERPRETER_MODULES = frozenset({
