@@ -21,6 +21,11 @@ DOCUMENTATION = """
     author: django-stack developers
 """
 
+import hashlib
+import marshal
+import sys
+import tempfile
+
 from ansible.plugins.loader import strategy_loader
 from ansible.utils.display import Display
 
@@ -106,3 +111,121 @@ else:
 
     class StrategyModule(_Linear):
         """Ansible's own linear strategy."""
+
+
+# Compiled templates, shared by the run's workers. Ansible runs each task on each host in a worker process forked
+# from the controller, and a worker compiles every template and condition it meets (Jinja's parser, code generator
+# and Python's compiler) and forgets them when it exits: the same role defaults and task arguments were compiled
+# again for every task and host: a tenth of the controller's CPU time in a run with nothing to change. Here the
+# Python code Jinja makes of a template (or of a condition, an expression) is kept in a file of the run's local
+# temporary folder (Ansible's own, removed when the run ends), named by a digest of the template and of every
+# setting that changes the code made from it; a worker reads it back instead of compiling again. Only the step from
+# source to code is kept: rendering, variables and the templates' origin tags are as before.
+# tests/test_template_code_cache.py checks that templates and conditions give the same results through it.
+try:
+    import jinja2
+    import jinja2.nodes
+    from jinja2.environment import TemplateExpression
+    from jinja2.parser import Parser
+
+    from ansible import constants
+    from ansible.release import __version__ as _ansible_version
+    from ansible._internal._templating import _jinja_bits
+except ImportError:  # another ansible-core: its templating runs unchanged
+    _jinja_bits = None
+
+
+class TemplateCodeCache:
+    """The code Jinja compiles from template and expression sources, in files of one folder."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        self.salt = repr((sys.version_info, sys.implementation.cache_tag, _ansible_version, jinja2.__version__))
+
+    def path(self, environment, kind: str, source: str) -> str:
+        """The file of this source's code: everything that changes the code made from it is in its name."""
+        context = _jinja_bits._TemplateCompileContext.current(optional=True)
+        settings = (self.salt, kind, type(environment).__module__, type(environment).__qualname__,
+                    environment.optimized,
+                    tuple(getattr(environment, name) for name in _jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES),
+                    None if context is None else context.escape_backslashes,
+                    _jinja_bits._TemplateConfig.allow_embedded_templates)
+        digest = hashlib.sha256(repr(settings).encode())
+        digest.update(b"\0")
+        digest.update(source.encode("utf-8", "surrogatepass"))
+        return os.path.join(self.folder, digest.hexdigest())
+
+    @staticmethod
+    def load(path: str):
+        try:
+            with open(path, "rb") as code_file:
+                return marshal.loads(code_file.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
+    def store(self, path: str, code) -> None:
+        """Written whole under another name, then renamed: a worker reading it never sees half a file."""
+        try:
+            descriptor, temporary = tempfile.mkstemp(dir=self.folder)
+            with os.fdopen(descriptor, "wb") as code_file:
+                code_file.write(marshal.dumps(code))
+            os.replace(temporary, path)
+        except OSError:
+            pass
+
+
+def install_template_code_cache(folder: str) -> bool:
+    """Compile templates through a TemplateCodeCache in this folder (for this process and the workers it forks).
+    False, and nothing changed, where the installed ansible-core does not have the parts this relies on."""
+    environment_class = getattr(_jinja_bits, "AnsibleEnvironment", None)
+    if environment_class is None or getattr(environment_class, "_code_cache", None) is not None or not all(
+            hasattr(_jinja_bits, name) for name in (
+                "_TemplateCompileContext", "_TEMPLATE_OVERRIDE_FIELD_NAMES", "_TemplateConfig")):
+        return False
+    cache = TemplateCodeCache(folder)
+    compile_source = environment_class.compile
+
+    def compile_template(self, source, name=None, filename=None, raw=False, defer_init=False):
+        # Templates Jinja loads by name (include, import, the template module's files) keep Jinja's own path.
+        if (raw or defer_init or name is not None or filename is not None or not isinstance(source, str)
+                or getattr(self, "_debuggable_template_source", False)):
+            return compile_source(self, source, name, filename, raw, defer_init)
+        path = cache.path(self, "template", source)
+        code = cache.load(path)
+        if code is None:
+            code = compile_source(self, source)
+            cache.store(path, code)
+        return code
+
+    def compile_expression(self, source, undefined_to_none=True):
+        # jinja2.Environment.compile_expression, with the code made from the parsed expression kept.
+        if getattr(self, "_debuggable_template_source", False) or not isinstance(source, str):
+            return compile_expression.__wrapped__(self, source, undefined_to_none)
+        path = cache.path(self, "expression", source)
+        code = cache.load(path)
+        if code is None:
+            parser = Parser(self, source, state="variable")
+            try:
+                expression = parser.parse_expression()
+                if not parser.stream.eos:
+                    raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno,
+                                                     None, None)
+                expression.set_environment(self)
+            except jinja2.TemplateSyntaxError:
+                self.handle_exception(source=source)
+            body = [jinja2.nodes.Assign(jinja2.nodes.Name("result", "store"), expression, lineno=1)]
+            code = compile_source(self, jinja2.nodes.Template(body, lineno=1))
+            cache.store(path, code)
+        template = self.template_class.from_code(self, code, self.make_globals(None), None)
+        return TemplateExpression(template, undefined_to_none)
+
+    compile_expression.__wrapped__ = environment_class.compile_expression
+    environment_class.compile = compile_template
+    environment_class.compile_expression = compile_expression
+    environment_class._code_cache = cache
+    return True
+
+
+if _jinja_bits is not None:
+    install_template_code_cache(os.path.join(constants.DEFAULT_LOCAL_TMP, "template-code"))
