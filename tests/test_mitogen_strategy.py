@@ -178,3 +178,62 @@ def test_the_modules_run_in_the_interpreter_import_only_the_standard_library_and
         outside = {where: sorted(imported - allowed - shared) for where, imported in found.items()
                    if imported - allowed - shared}
         assert not outside, f"{name} imports a library the run could install: {outside}"
+
+
+PRELOAD_SCRIPT = r"""
+import json, os, sys
+from ansible.plugins.loader import init_plugin_loader, strategy_loader
+
+init_plugin_loader()
+strategy_loader.add_directory(sys.argv[1])
+plugin = strategy_loader.get("mitogen_linear", class_only=True)
+module = sys.modules[plugin.__module__]
+
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play import Play
+from ansible.plugins.loader import action_loader, filter_loader, test_loader
+from ansible.vars.manager import VariableManager
+
+loader = DataLoader()
+inventory = InventoryManager(loader=loader, sources="localhost,")
+play = Play.load({"hosts": "localhost", "gather_facts": False, "tasks": [
+    {"ansible.builtin.template": {"src": "a.j2", "dest": "/tmp/a"}},
+    {"block": [{"ansible.builtin.copy": {"content": "x", "dest": "/tmp/b"}}],
+     "rescue": [{"ansible.builtin.debug": {"msg": "y"}}]},
+    {"ansible.builtin.stat": {"path": "/tmp/c"}},
+]}, variable_manager=VariableManager(loader=loader, inventory=inventory), loader=loader)
+
+class Iterator:
+    _blocks = play.compile()
+
+# What the strategy does in the controller before its workers fork.
+module.load_plugins_before_fork(Iterator())
+
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    # A worker: the plug-ins its task needs (an action, a filter, a test) must already be there.
+    before = set(sys.modules)
+    action_loader.get("ansible.builtin.template", class_only=True)
+    action_loader.get("ansible.builtin.copy", class_only=True)
+    action_loader.get("ansible.builtin.debug", class_only=True)
+    action_loader.get("ansible.legacy.normal", class_only=True)
+    filter_loader.get("ansible.builtin.to_json")
+    test_loader.get("ansible.builtin.version")
+    imported = sorted(name for name in set(sys.modules) - before if name.startswith(("ansible", "jinja2")))
+    os.write(write, json.dumps(imported).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as pipe:
+    print(pipe.read())
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_worker_finds_the_plays_plugins_loaded_by_the_controller():
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    out = subprocess.run([sys.executable, "-c", PRELOAD_SCRIPT, str(ROOT / "playbooks/strategy_plugins")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    imported_by_the_worker = json.loads(out.splitlines()[-1])
+    assert imported_by_the_worker == []

@@ -37,6 +37,35 @@ except ImportError:
 
 _Linear = strategy_loader.get("ansible.builtin.linear", class_only=True)
 
+
+# Plug-ins loaded in the controller before its workers fork. A worker loads a plug-in when it first needs it and
+# forgets it when it exits: the first filter or test of a task's templates made every worker import and wrap every
+# file of Ansible's own filters and tests, and every task imported its action plug-in again. Loaded here once per
+# play (Ansible's filters and tests, the action plug-ins of the play's tasks), every worker inherits them.
+def load_plugins_before_fork(iterator) -> None:
+    from ansible.playbook.block import Block
+    from ansible.plugins.loader import action_loader, filter_loader, test_loader
+
+    def tasks(blocks):
+        for block in blocks:
+            for item in [*(block.block or []), *(block.rescue or []), *(block.always or [])]:
+                if isinstance(item, Block):
+                    yield from tasks([item])
+                else:
+                    yield item
+
+    for loader in (filter_loader, test_loader):
+        for _plugin in loader.all():
+            pass
+    actions = {("ansible.legacy.normal", ())}
+    actions.update((task.action, tuple(task.collections or ())) for task in tasks(getattr(iterator, "_blocks", [])))
+    for action, collections in actions:
+        try:
+            if action_loader.find_plugin_with_context(action, collection_list=list(collections)).resolved:
+                action_loader.get(action, class_only=True, collection_list=list(collections))
+        except Exception:  # only a head start: a worker that needs it loads it (and reports its errors) as before
+            pass
+
 if ansible_mitogen is not None:
     import ansible.collections.list
     import ansible_mitogen.planner
@@ -104,6 +133,7 @@ if ansible_mitogen is not None:
 
         def run(self, iterator, play_context, result=0):
             _installed_collection_dirs()
+            load_plugins_before_fork(iterator)
             return super().run(iterator, play_context, result)
 else:
     Display().warning("Mitogen for Ansible is not installed (pip install mitogen): running the plain linear "
@@ -111,6 +141,10 @@ else:
 
     class StrategyModule(_Linear):
         """Ansible's own linear strategy."""
+
+        def run(self, iterator, play_context, result=0):
+            load_plugins_before_fork(iterator)
+            return super().run(iterator, play_context, result)
 
 
 # Compiled templates, shared by the run's workers. Ansible runs each task on each host in a worker process forked
