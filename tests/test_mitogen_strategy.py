@@ -13,7 +13,8 @@ collections again.
 
 The plug-in also decides where each module runs on a server under Mitogen: in the server's interpreter for the
 Ansible modules it lists (standard library only, checked here against the installed ansible-core's imports), in a
-child forked for the task for every other module.
+child forked for the task for every other module. And it loads the plug-ins a play's tasks need (Ansible's filters
+and tests, the tasks' action plug-ins) before the workers fork, so that a worker imports none of them again.
 """
 
 import ast

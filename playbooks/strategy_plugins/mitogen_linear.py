@@ -1,4 +1,6 @@
-# The linear strategy, run through Mitogen for Ansible when it is installed (requirements/control.txt has it).
+# The linear strategy, run through Mitogen for Ansible when it is installed (requirements/control.txt has it), with
+# the control node's work for each task and host made smaller: the plug-ins a play needs are loaded and the installed
+# collections listed before its workers fork, and the code compiled from templates is kept for the run (below).
 #
 # Mitogen keeps one Python interpreter per server for the whole run and caches the modules it has sent, so a task
 # no longer starts a new interpreter that recompiles Ansible's module_utils on the server: about 0.3 s of a
@@ -43,22 +45,14 @@ _Linear = strategy_loader.get("ansible.builtin.linear", class_only=True)
 # file of Ansible's own filters and tests, and every task imported its action plug-in again. Loaded here once per
 # play (Ansible's filters and tests, the action plug-ins of the play's tasks), every worker inherits them.
 def load_plugins_before_fork(iterator) -> None:
-    from ansible.playbook.block import Block
     from ansible.plugins.loader import action_loader, filter_loader, test_loader
-
-    def tasks(blocks):
-        for block in blocks:
-            for item in [*(block.block or []), *(block.rescue or []), *(block.always or [])]:
-                if isinstance(item, Block):
-                    yield from tasks([item])
-                else:
-                    yield item
 
     for loader in (filter_loader, test_loader):
         for _plugin in loader.all():
             pass
     actions = {("ansible.legacy.normal", ())}
-    actions.update((task.action, tuple(task.collections or ())) for task in tasks(getattr(iterator, "_blocks", [])))
+    actions.update((task.action, tuple(task.collections or ()))
+                   for block in getattr(iterator, "_blocks", []) for task in block.get_tasks())
     for action, collections in actions:
         try:
             if action_loader.find_plugin_with_context(action, collection_list=list(collections)).resolved:
