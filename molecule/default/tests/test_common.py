@@ -58,6 +58,18 @@ def test_unattended_security_upgrades(host):
     assert 'APT::Periodic::Unattended-Upgrade "1";' in effective, effective
     assert 'APT::Periodic::Update-Package-Lists "1";' in effective, effective
     assert "Debian-Security" in host.file("/etc/apt/apt.conf.d/52stack-unattended-upgrades").content_string
+    # A server's link is not metered: unattended-upgrades skips that check, which needs python3-gi.
+    metered = host.check_output("apt-config dump Unattended-Upgrade::Skip-Updates-On-Metered-Connections")
+    assert metered.endswith('"false";'), metered
+
+
+def test_packages_come_without_a_desktops_recommendations(host):
+    """The base packages and restic are installed without their recommendations: none of the libraries and
+    files a desktop wants (GObject bindings, the MIME database, user folders) or restic's manual and FUSE."""
+    found = host.run("dpkg-query -W -f '${Package} ${Status}\\n' python3-gi shared-mime-info xdg-user-dirs "
+                     "libglib2.0-data fuse3 sphinx-rtd-theme-common")
+    installed = [line.split()[0] for line in found.stdout.splitlines() if line.endswith(" installed")]
+    assert not installed, installed
 
 
 @pytest.fixture
