@@ -103,7 +103,8 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
     probe._resolve_conditional = resolve_in_controller
     try:
         with _task.TaskContext(probe):
-            result = TaskExecutor(host, probe, task_vars, play_context, strategy._loader,
+            # A copy of the variables too: the worker that may run the task next gets them as they were.
+            result = TaskExecutor(host, probe, dict(task_vars), play_context, strategy._loader,
                                   get_plugin_loader_namespace(), strategy._final_q, strategy._variable_manager).run()
     except _ConditionHolds:
         return False
