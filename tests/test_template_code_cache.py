@@ -32,6 +32,11 @@ if with_cache:
     plugin = strategy_loader.get("mitogen_linear", class_only=True)
     from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     folder = AnsibleEnvironment._code_cache.folder
+    if sys.argv[3:] == ["broken-key"]:
+        # Naming a file fails (say, a setting the key reads is missing from another ansible-core's environment).
+        def cannot_name(*args):
+            raise AttributeError("no_such_setting")
+        AnsibleEnvironment._code_cache.path = cannot_name
 
 CASES = [
     ("template", "{{ x + 1 }}", {}),
@@ -121,3 +126,13 @@ def test_templates_and_conditions_give_the_same_results_when_their_code_is_read_
     assert second["compiled"] == 0, second
     # One file per source and settings that compiled (the two escapings and the header apart).
     assert cached["files"] == 13, cached
+
+
+def test_a_template_whose_file_cannot_be_named_is_compiled_as_without_the_cache():
+    """Where the key cannot be made (a setting it reads is missing from another ansible-core), the template is
+    compiled as without the plug-in, instead of failing the task."""
+    [plain] = run("plain")["workers"]
+    broken = run("cache", str(ROOT / "playbooks/strategy_plugins"), "broken-key")
+    for worker in broken["workers"]:
+        assert worker["results"] == plain["results"]
+    assert broken["files"] == 0, broken

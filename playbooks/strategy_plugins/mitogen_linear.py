@@ -290,7 +290,10 @@ def install_template_code_cache(folder: str) -> bool:
         if (raw or defer_init or name is not None or filename is not None or not isinstance(source, str)
                 or getattr(self, "_debuggable_template_source", False)):
             return compile_source(self, source, name, filename, raw, defer_init)
-        path = cache.path(self, "template", source)
+        try:
+            path = cache.path(self, "template", source)
+        except Exception:  # a setting the key cannot read: compiled as without the cache
+            return compile_source(self, source)
         code = cache.load(path)
         if code is None:
             code = compile_source(self, source)
@@ -301,7 +304,10 @@ def install_template_code_cache(folder: str) -> bool:
         # jinja2.Environment.compile_expression, with the code made from the parsed expression kept.
         if getattr(self, "_debuggable_template_source", False) or not isinstance(source, str):
             return compile_expression.__wrapped__(self, source, undefined_to_none)
-        path = cache.path(self, "expression", source)
+        try:
+            path = cache.path(self, "expression", source)
+        except Exception:  # a setting the key cannot read: compiled as without the cache
+            return compile_expression.__wrapped__(self, source, undefined_to_none)
         code = cache.load(path)
         if code is None:
             parser = Parser(self, source, state="variable")
