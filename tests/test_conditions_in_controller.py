@@ -4,11 +4,12 @@ registered variables, warnings and errors must be those of Ansible's own linear 
 
 One playbook with conditions of every kind (false on some hosts, true, failing, a loop's, a block's, an
 include's, a handler's, run_once, registered and read back, a deprecated form that warns) runs against four
-inventory hosts that are this machine (local connection, nothing else is contacted), three ways: through the
-plug-in, through the plug-in with STACK_CONDITIONS_IN_WORKERS=1 (every condition in a worker, as before), and
-through ansible.builtin.linear. Ansible's json callback gives every task's result on every host: the three must be
-the same. A callback of this test counts the workers Ansible forks: the plug-in must fork exactly one fewer for
-each host-task skipped by a plain condition, and no fewer.
+inventory hosts that are this machine (local connection, nothing else is contacted), four ways: through the
+plug-in; through the plug-in with STACK_CONDITIONS_IN_WORKERS=1 (every condition in a worker, as before); through
+ansible.builtin.linear; and through the plug-in with Ansible's task executor failing in the controller (every task
+must then go to a worker). A callback of this test records every callback event with its result, and counts the
+workers Ansible forks: the events must be the same all four ways, and the plug-in must fork exactly one worker
+fewer for each host-task skipped by a plain condition, and no fewer.
 """
 
 import json
@@ -46,6 +47,19 @@ def start(self, *args, **kwargs):
 
 
 WorkerProcess.start = start
+
+if os.environ.get("RECORDER_BREAK_CONTROLLER") == "1":
+    # The task executor fails wherever it runs in the controller (never in a worker, forked later).
+    from ansible.executor import task_executor
+    _controller = os.getpid()
+    _init = task_executor.TaskExecutor.__init__
+
+    def broken_init(self, *args, **kwargs):
+        if os.getpid() == _controller:
+            raise RuntimeError("the task executor cannot run here")
+        return _init(self, *args, **kwargs)
+
+    task_executor.TaskExecutor.__init__ = broken_init
 TIMING = {"start", "end", "delta", "duration"}
 
 
@@ -216,6 +230,10 @@ def test_conditions_skipped_in_the_controller_give_the_linear_strategys_results(
         for host in hosts:
             expected.remove((host, task))
     assert sorted(plugin_forks) == expected
+    # Where the controller cannot evaluate a condition at all, every task goes to a worker, with the same results.
+    broken, broken_forks, _ = run(tmp_path, "broken", RECORDER_BREAK_CONTROLLER="1")
+    assert results(broken) == results(linear)
+    assert sorted(broken_forks) == sorted(worker_forks)
     # Where the condition holds, fails, loops or delegates, the task still runs in a worker.
     assert ("alpha", "A condition that fails on some hosts") in plugin_forks
     assert ("alpha", "A loop's condition, for each item") in plugin_forks

@@ -1,6 +1,7 @@
 # The linear strategy, run through Mitogen for Ansible when it is installed (requirements/control.txt has it), with
 # the control node's work for each task and host made smaller: the plug-ins a play needs are loaded and the installed
-# collections listed before its workers fork, and the code compiled from templates is kept for the run (below).
+# collections listed before its workers fork, a task whose condition is false on a host is skipped without forking a
+# worker, and the code compiled from templates is kept for the run (below).
 #
 # Mitogen keeps one Python interpreter per server for the whole run and caches the modules it has sent, so a task
 # no longer starts a new interpreter that recompiles Ansible's module_utils on the server: about 0.3 s of a
@@ -69,7 +70,8 @@ def load_plugins_before_fork(iterator) -> None:
 # results queue as a worker would send it, and no worker is forked. Where it holds, or fails, or the task has a
 # loop (its condition is evaluated for each item), delegates or is throttled, the task goes to a worker as before,
 # which evaluates the condition again: the controller's reading changes nothing.
-# tests/test_mitogen_strategy.py checks results and callbacks against Ansible's own linear strategy.
+# tests/test_conditions_in_controller.py checks results, callbacks and output against Ansible's own linear strategy.
+# STACK_CONDITIONS_IN_WORKERS=1 (in the environment) leaves every condition to the workers, as Ansible does.
 class _ConditionHolds(BaseException):
     """Raised (past TaskExecutor's handlers of Exception) where a task's condition holds in the controller."""
 
@@ -80,13 +82,32 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
     if (not task.when or task.loop or task.loop_with or task.delegate_to or task.throttle
             or task.action in constants._ACTION_META):
         return False
-    from ansible.executor.task_executor import TaskExecutor
+    try:
+        skipped = _controller_skip(strategy, host, task, task_vars, play_context)
+    except Exception:  # whatever went wrong here, the worker evaluates the condition (and reports) as before
+        return False
+    if skipped is None:
+        return False
+    probe, result = skipped
     from ansible.executor.task_result import _RawTaskResult
-    from ansible.plugins.loader import get_plugin_loader_namespace
+
+    strategy._queued_task_cache[(host.name, task._uuid)] = {
+        "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+    strategy._tqm.send_callback("v2_runner_on_start", host, task)
+    strategy._final_q.send_task_result(_RawTaskResult(host=host, task=probe, return_data=result,
+                                                      task_fields=probe.dump_attrs()))
+    strategy._pending_results += 1
+    return True
+
+
+def _controller_skip(strategy, host, task, task_vars, play_context):
+    """(the task's copy, its skipped result) where the condition is false; None where it holds or fails."""
     try:
         from ansible._internal import _task
+        from ansible.executor.task_executor import TaskExecutor
+        from ansible.plugins.loader import get_plugin_loader_namespace
     except ImportError:  # another ansible-core: every task goes to a worker
-        return False
+        return None
 
     # The worker's own copy: TaskExecutor squashes it and sets its delegation.
     probe = task.copy(exclude_tasks=True)
@@ -107,18 +128,12 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
             result = TaskExecutor(host, probe, dict(task_vars), play_context, strategy._loader,
                                   get_plugin_loader_namespace(), strategy._final_q, strategy._variable_manager).run()
     except _ConditionHolds:
-        return False
+        return None
     finally:
         del probe._resolve_conditional
     if not evaluated or not result.get("skipped") or result.get("failed"):
-        return False
-    strategy._queued_task_cache[(host.name, task._uuid)] = {
-        "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
-    strategy._tqm.send_callback("v2_runner_on_start", host, task)
-    strategy._final_q.send_task_result(_RawTaskResult(host=host, task=probe, return_data=result,
-                                                      task_fields=probe.dump_attrs()))
-    strategy._pending_results += 1
-    return True
+        return None
+    return probe, result
 
 
 class ConditionsInController:
