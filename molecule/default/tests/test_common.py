@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacktest import hosts_of, node, run_playbook, tcp_open
+from stacktest import hosts_of, inventory, node, run_playbook, tcp_open
 
 testinfra_hosts = ["ansible://all"]
 
@@ -25,14 +25,30 @@ def test_every_inventory_host_is_in_etc_hosts(host):
         assert any(line.split()[1:2] == [name] for line in hosts_file.splitlines() if line.strip()), name
 
 
-def test_time_sync_is_installed_and_enabled(host):
-    assert host.package("systemd-timesyncd").is_installed
-    assert host.service("systemd-timesyncd").is_enabled
+def test_time_sync_only_where_the_host_sets_its_clock(host):
+    # A container shares its host's clock: no time daemon installed there; everywhere else it runs.
+    in_container = host.run("systemd-detect-virt --container").rc == 0
+    assert host.package("systemd-timesyncd").is_installed != in_container
+    if not in_container:
+        assert host.service("systemd-timesyncd").is_enabled
 
 
-def test_locale_is_generated_and_default(host):
-    assert "en_US.utf8" in host.run("locale -a").stdout
-    assert "LANG=en_US.UTF-8" in host.file("/etc/default/locale").content_string
+def test_locale_is_the_default_and_generated_only_when_not_built_in(host):
+    wanted = host.ansible.get_variables().get("common_locale", "C.UTF-8")
+    assert f"LANG={wanted}\n" in host.file("/etc/default/locale").content_string
+    # The C library has it (built in or generated): a program started with it gets no warning.
+    shell = host.run(f"env -i LANG={wanted} LC_ALL={wanted} locale 2>&1")
+    assert shell.rc == 0 and "Cannot set" not in shell.stdout, shell.stdout
+    if wanted == "C.UTF-8":
+        assert not host.package("locales").is_installed
+    else:
+        assert host.package("locales").is_installed
+        assert wanted.replace("UTF-8", "utf8") in host.run("locale -a").stdout.split()
+
+
+def test_the_lab_proves_both_kinds_of_locale():
+    locales = {inventory().get_variables(name).get("common_locale", "C.UTF-8") for name in hosts_of("all")}
+    assert "C.UTF-8" in locales and len(locales) > 1, locales
 
 
 def test_kernel_settings_for_a_busy_server(host):
