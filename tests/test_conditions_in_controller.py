@@ -1,15 +1,19 @@
-"""The strategy plug-in (playbooks/strategy_plugins/mitogen_linear.py) evaluates a task's condition in the
-controller and skips the task there where it is false, without forking a worker for it; the results, callbacks,
-registered variables, warnings and errors must be those of Ansible's own linear strategy.
+"""The strategy plug-in (playbooks/strategy_plugins/mitogen_linear.py) does two kinds of task in the controller,
+without forking a worker: a task whose condition is false on a host (skipped there), and a task whose action needs
+no server (assert, debug, fail, set_fact, validate_argument_spec: run there). The results, callbacks, registered
+variables, warnings and errors must be those of Ansible's own linear strategy.
 
 One playbook with conditions of every kind (false on some hosts, true, failing, a loop's, a block's, an
-include's, a handler's, run_once, registered and read back, a deprecated form that warns) runs against four
-inventory hosts that are this machine (local connection, nothing else is contacted), four ways: through the
-plug-in; through the plug-in with STACK_CONDITIONS_IN_WORKERS=1 (every condition in a worker, as before); through
-ansible.builtin.linear; and through the plug-in with Ansible's task executor failing in the controller (every task
-must then go to a worker). A callback of this test records every callback event with its result, and counts the
-workers Ansible forks: the events must be the same all four ways, and the plug-in must fork exactly one worker
-fewer for each host-task skipped by a plain condition, and no fewer.
+include's, a handler's, run_once, registered and read back, a deprecated form that warns) and local actions of
+every kind (holding and failing assertions, facts set, cached, hidden or set once, an argument check that passes
+and one that fails, a role's own argument check, a fact from an undefined variable, a retried one) runs against four
+inventory hosts that are this machine (local connection, nothing else is contacted), five ways: through the
+plug-in; with STACK_LOCAL_ACTIONS_IN_WORKERS=1 (conditions only); with that and STACK_CONDITIONS_IN_WORKERS=1
+(every task in a worker, as before); through ansible.builtin.linear; and through the plug-in with Ansible's task
+executor failing in the controller (every task must then go to a worker). A callback of this test records every
+callback event with its result, and counts the workers Ansible forks: the events must be the same every way, and
+the plug-in must fork exactly one worker fewer for each host-task skipped by a plain condition or run in the
+controller, and no fewer.
 """
 
 import json
@@ -158,8 +162,43 @@ PLAY = {
          "delegate_to": "alpha", "when": "weight > 2"},
         {"name": "No log, false", "ansible.builtin.debug": {"msg": "secret"}, "no_log": True,
          "when": "weight > 100"},
+        # Local actions: run in the controller (unless they loop, delegate or retry).
+        {"name": "An assertion that holds", "ansible.builtin.assert": {"that": ["weight > 0"], "quiet": True}},
+        {"name": "An assertion that fails on some hosts",
+         "ansible.builtin.assert": {"that": ["weight < 3"], "fail_msg": "too heavy: {{ weight }}"},
+         "ignore_errors": True, "register": "asserted"},
+        {"name": "A cached fact, registered", "ansible.builtin.set_fact": {
+            "doubled": "{{ weight * 2 }}", "cacheable": True}, "register": "set"},
+        {"name": "A hidden fact", "ansible.builtin.set_fact": {"hidden": "{{ weight }}-secret"}, "no_log": True},
+        {"name": "A fact set once", "ansible.builtin.set_fact": {"first": "{{ inventory_hostname }}"},
+         "run_once": True},
+        {"name": "A fact from an undefined variable", "ansible.builtin.set_fact": {"broken": "{{ nothing_here }}"},
+         "ignore_errors": True},
+        {"name": "A fact retried until it holds", "ansible.builtin.set_fact": {"retried": True},
+         "until": "retried", "retries": 1, "delay": 0},
+        {"name": "Facts set in a loop", "ansible.builtin.set_fact": {"looped": "{{ item }}"}, "loop": [1, 2]},
+        {"name": "Arguments that pass their check", "ansible.builtin.validate_argument_spec": {
+            "argument_spec": {"weight": {"type": "int", "required": True}},
+            "provided_arguments": {"weight": "{{ weight }}"}}},
+        {"name": "Arguments that fail their check on some hosts", "ansible.builtin.validate_argument_spec": {
+            "argument_spec": {"weight": {"type": "int", "choices": [1, 2]}},
+            "provided_arguments": {"weight": "{{ weight }}"}}, "ignore_errors": True},
+        {"name": "A role with an argument spec", "ansible.builtin.include_role": {"name": "checked"},
+         "vars": {"checked_size": "{{ weight }}"}},
+        {"name": "A message of a variable", "ansible.builtin.debug": {"var": "doubled"}},
+        {"name": "Read back the local actions' results", "ansible.builtin.debug": {
+            "msg": "{{ [asserted.failed | default(false), set.ansible_facts, hidden, first, looped, retried,"
+                   " checked_seen] }}"}},
+        {"name": "A failure, rescued on some hosts", "block": [
+            {"name": "Fail on heavy hosts", "ansible.builtin.fail": {"msg": "heavy {{ weight }}"},
+             "when": "weight > 3"}],
+         "rescue": [{"name": "Rescued the failure", "ansible.builtin.set_fact": {"failure_rescued": True}}]},
     ],
 }
+
+ROLE_SPEC = {"argument_specs": {"main": {"short_description": "A role whose arguments are checked", "options": {
+    "checked_size": {"type": "int", "required": True, "description": "A size"}}}}}
+ROLE_TASKS = [{"name": "The checked role's task", "ansible.builtin.set_fact": {"checked_seen": "{{ checked_size }}"}}]
 
 
 def run(tmp_path, label, **env_extra):
@@ -176,6 +215,14 @@ def run(tmp_path, label, **env_extra):
     return record, [tuple(pair) for pair in record["forked"]], done.stdout
 
 
+def lines(output):
+    """The printed lines, sorted; an include's hosts are listed in the order their results came, sorted too."""
+    def host_order(line):
+        head, sep, hosts = line.partition(" for ")
+        return head + sep + ", ".join(sorted(hosts.split(", "))) if line.startswith("included: ") else line
+    return sorted(host_order(line) for line in output.splitlines())
+
+
 def results(record):
     """Every callback event with its host, task and result, in an order that does not depend on which host's
     worker answered first; and the run's statistics."""
@@ -189,15 +236,21 @@ def test_conditions_skipped_in_the_controller_give_the_linear_strategys_results(
         name: {"ansible_connection": "local", "weight": weight} for weight, name in enumerate(HOSTS, start=1)}}}))
     (tmp_path / "included.yml").write_text(yaml.safe_dump(INCLUDED, sort_keys=False))
     (tmp_path / "play.yml").write_text(yaml.safe_dump([PLAY], sort_keys=False))
+    for folder, content in (("meta/argument_specs.yml", ROLE_SPEC), ("tasks/main.yml", ROLE_TASKS)):
+        (tmp_path / "roles" / "checked" / folder).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "roles" / "checked" / folder).write_text(yaml.safe_dump(content, sort_keys=False))
 
     plugin, plugin_forks, plugin_output = run(tmp_path, "plugin")
-    workers, worker_forks, _ = run(tmp_path, "workers", STACK_CONDITIONS_IN_WORKERS="1")
+    conditions, condition_forks, _ = run(tmp_path, "conditions", STACK_LOCAL_ACTIONS_IN_WORKERS="1")
+    workers, worker_forks, _ = run(tmp_path, "workers", STACK_LOCAL_ACTIONS_IN_WORKERS="1",
+                                   STACK_CONDITIONS_IN_WORKERS="1")
     linear, _, linear_output = run(tmp_path, "linear", ANSIBLE_STRATEGY="ansible.builtin.linear")
 
     assert results(plugin) == results(linear)
+    assert results(conditions) == results(linear)
     assert results(workers) == results(linear)
     # What the user reads is the same too (the tasks' lines, warnings included), host by host.
-    assert sorted(plugin_output.splitlines()) == sorted(linear_output.splitlines())
+    assert lines(plugin_output) == lines(linear_output)
 
     seen = {(event, host, task): result for event, host, task, result in plugin["events"]}
     assert seen["skipped", "alpha", "False on some hosts"]["false_condition"] == "weight is even"
@@ -209,32 +262,61 @@ def test_conditions_skipped_in_the_controller_give_the_linear_strategys_results(
     assert seen["ok", "charlie", "A condition that fails on some hosts"]["msg"] == "x"
     assert seen["skipped", "delta", "No log, false"]["censored"]
     assert plugin["stats"]["charlie"]["rescued"] == 1
+    assert seen["failed (ignored)", "charlie", "An assertion that fails on some hosts"]["msg"] == "too heavy: 3"
+    assert seen["ok", "delta", "Read back the local actions' results"]["msg"] == [
+        True, {"doubled": 8}, "4-secret", "alpha", 2, True, 4]
+    assert seen["ok", "bravo", "A hidden fact"]["censored"]
+    assert "is undefined" in seen["failed (ignored)", "alpha", "A fact from an undefined variable"]["msg"]
+    assert "value of weight must be one of" in seen[
+        "failed (ignored)", "delta", "Arguments that fail their check on some hosts"]["msg"]
+    assert seen["ok", "alpha", "A message of a variable"]["doubled"] == 2
+    assert plugin["stats"]["delta"]["rescued"] == 1
 
     # The host-tasks skipped by a plain condition (no loop, no delegation): a worker is forked for each through
     # Ansible's own way, none through the controller's.
     skipped_plainly = {
-        "False on some hosts": ["alpha", "charlie"],
         "False everywhere, registered": HOSTS,
-        "A condition with templating delimiters": ["alpha", "bravo", "charlie"],
         "In the block": ["bravo"],
-        "In the block, with its own condition": ["alpha", "bravo", "delta"],
-        "Always, with a condition": ["alpha", "bravo"],
         "An include with a condition": ["alpha", "bravo"],
-        "An included task's own condition": ["charlie", "delta"],
-        "Once, false": ["alpha"],
-        "No log, false": HOSTS,
-        "A handler with a condition": ["alpha"],
     }
     expected = sorted(worker_forks)
     for task, hosts in skipped_plainly.items():
         for host in hosts:
             expected.remove((host, task))
-    assert sorted(plugin_forks) == expected
-    # Where the controller cannot evaluate a condition at all, every task goes to a worker, with the same results.
+    # Tasks of local actions, skipped or not: with conditions only, those skipped by a plain condition fork nothing.
+    local_skipped = {
+        "False on some hosts": ["alpha", "charlie"],
+        "A condition with templating delimiters": ["alpha", "bravo", "charlie"],
+        "In the block, with its own condition": ["alpha", "bravo", "delta"],
+        "Always, with a condition": ["alpha", "bravo"],
+        "An included task's own condition": ["charlie", "delta"],
+        "Once, false": ["alpha"],
+        "No log, false": HOSTS,
+        "A handler with a condition": ["alpha"],
+        "Fail on heavy hosts": ["alpha", "bravo", "charlie"],
+    }
+    conditions_expected = list(expected)
+    for task, hosts in local_skipped.items():
+        for host in hosts:
+            conditions_expected.remove((host, task))
+    assert sorted(condition_forks) == sorted(conditions_expected)
+    # With local actions in the controller too, none of their tasks forks a worker, except those that loop,
+    # delegate or retry, and those that failed where the action does not fail by itself (a set_fact's undefined
+    # variable, a debug's failing condition): a worker tried them again.
+    in_workers = {"A loop's condition, for each item", "Delegated, false on some hosts", "Facts set in a loop",
+                  "A fact retried until it holds", "A fact from an undefined variable"}
+    local_tasks = {name for _, name in worker_forks if name not in in_workers} - {
+        "False everywhere, registered", "In the block", "An include with a condition", "A role with an argument spec"}
+    assert local_tasks >= {"An assertion that holds", "Arguments that pass their check",
+                           "checked : The checked role's task",
+                           "checked : Validating arguments against arg spec 'main' - A role whose arguments are checked"}
+    tried_again = [("alpha", "A condition that fails on some hosts"), ("bravo", "A condition that fails on some hosts")]
+    assert sorted(plugin_forks) == sorted([fork for fork in expected if fork[1] not in local_tasks] + tried_again)
+    # Where the controller cannot run the task executor at all, every task goes to a worker, with the same results.
     broken, broken_forks, _ = run(tmp_path, "broken", RECORDER_BREAK_CONTROLLER="1")
     assert results(broken) == results(linear)
     assert sorted(broken_forks) == sorted(worker_forks)
     # Where the condition holds, fails, loops or delegates, the task still runs in a worker.
-    assert ("alpha", "A condition that fails on some hosts") in plugin_forks
-    assert ("alpha", "A loop's condition, for each item") in plugin_forks
-    assert ("alpha", "Delegated, false on some hosts") in plugin_forks
+    assert ("alpha", "A condition that fails on some hosts") in condition_forks
+    for task in in_workers:
+        assert ("alpha", task) in plugin_forks, task

@@ -89,6 +89,114 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
     if skipped is None:
         return False
     probe, result = skipped
+    _send_result(strategy, host, task, task_vars, play_context, probe, result)
+    return True
+
+
+def _controller_skip(strategy, host, task, task_vars, play_context):
+    """(the task's copy, its skipped result) where the condition is false; None where it holds or fails."""
+    try:
+        from ansible._internal import _task  # noqa: F401  (another ansible-core: every task goes to a worker)
+    except ImportError:
+        return None
+    evaluated = []
+
+    def hold(held):
+        if held:
+            raise _ConditionHolds()
+        evaluated.append(held)
+        return held
+
+    try:
+        probe, result = _run_executor(strategy, host, task, task_vars, play_context, conditional_hook=hold)
+    except _ConditionHolds:
+        return None
+    if not evaluated or not result.get("skipped") or result.get("failed"):
+        return None
+    return probe, result
+
+
+# Tasks whose action needs no server at all, run in the controller. The plug-ins of these actions (an assertion, a
+# fact set, a message, an argument check, a failure) do all their work in the controller's Python and never use the
+# task's connection, yet Ansible forks a worker for each of them on each host, which connects to the host's
+# multiplexer and exits (a run with nothing to change has 74 such tasks, the roles' argument checks among them).
+# Here the controller runs the worker's own code (TaskExecutor, on copies of the task and its variables) and sends
+# the result to the results queue as a worker would. Only Ansible's own plug-ins of these actions are run so (not
+# one a collection or a playbook's folder puts in their place), and not a task that loops (its items' results are
+# sent as they come, before the task's own), delegates, is throttled, retries, polls or times out: those go to a
+# worker as before. A result that failed where the action itself does not fail (anything but an assertion, a `fail`
+# or an argument check) is not sent: a worker runs the task again and reports what it finds.
+# tests/test_conditions_in_controller.py checks results, callbacks and output against Ansible's own linear strategy.
+# STACK_LOCAL_ACTIONS_IN_WORKERS=1 (in the environment) runs them in workers, as Ansible does.
+def _builtin_names(*names: str) -> frozenset[str]:
+    return frozenset(f"{prefix}{name}" for name in names for prefix in ("", "ansible.builtin.", "ansible.legacy."))
+
+
+LOCAL_ACTIONS = _builtin_names("assert", "debug", "fail", "set_fact", "validate_argument_spec")
+# The actions whose failure is their answer; any other failure is left to a worker to find again.
+FAILING_ACTIONS = _builtin_names("assert", "fail", "validate_argument_spec")
+_local_plugins: dict[tuple, bool] = {}
+
+
+def _is_ansibles_local_action(task) -> bool:
+    """Whether the task's action is one of LOCAL_ACTIONS and resolves to Ansible's own plug-in of it."""
+    key = (task.action, tuple(task.collections or ()))
+    if key not in _local_plugins:
+        local = False
+        if task.action in LOCAL_ACTIONS:
+            import ansible.plugins.action
+            from ansible.plugins.loader import action_loader
+
+            context = action_loader.find_plugin_with_context(task.action, collection_list=list(key[1]))
+            local = bool(context.resolved and context.plugin_resolved_path and os.path.dirname(
+                os.path.abspath(context.plugin_resolved_path)) == os.path.dirname(
+                    os.path.abspath(ansible.plugins.action.__file__)))
+        _local_plugins[key] = local
+    return _local_plugins[key]
+
+
+def ran_in_controller(strategy, host, task, task_vars, play_context) -> bool:
+    """Run a task whose action needs no server in the controller and send its result; False (nothing sent) where
+    the task is not one of them or its run here cannot be trusted to be the worker's."""
+    if (task.delegate_to or task.throttle or task.until or task.retries is not None or task.async_val
+            or task.timeout or task.loop or task.loop_with or not _is_ansibles_local_action(task)):
+        return False
+    try:
+        ran = _run_executor(strategy, host, task, task_vars, play_context)
+    except Exception:  # whatever went wrong here, a worker runs the task (and reports) as before
+        return False
+    probe, result = ran
+    if result.get("failed") and (task.action not in FAILING_ACTIONS
+                                 or str(result.get("msg", "")).startswith("Unexpected failure")):
+        return False
+    _send_result(strategy, host, task, task_vars, play_context, probe, result)
+    return True
+
+
+def _run_executor(strategy, host, task, task_vars, play_context, conditional_hook=None):
+    """Ansible's TaskExecutor, run in the controller on a copy of the task and of its variables: (the copy,
+    the result)."""
+    from ansible._internal import _task
+    from ansible.executor.task_executor import TaskExecutor
+    from ansible.plugins.loader import get_plugin_loader_namespace
+
+    # The worker's own copy: TaskExecutor squashes it and sets its delegation.
+    probe = task.copy(exclude_tasks=True)
+    if conditional_hook is not None:
+        resolve = probe._resolve_conditional
+        probe._resolve_conditional = lambda conditional, variables, *, result_context=None: conditional_hook(
+            resolve(conditional, variables, result_context=result_context))
+    with _task.TaskContext(probe):
+        # A copy of the variables too: the worker that may run the task next gets them as they were.
+        result = TaskExecutor(host, probe, dict(task_vars), play_context, strategy._loader,
+                              get_plugin_loader_namespace(), strategy._final_q, strategy._variable_manager).run()
+    if conditional_hook is not None:
+        del probe._resolve_conditional
+    return probe, result
+
+
+def _send_result(strategy, host, task, task_vars, play_context, probe, result) -> None:
+    """What a worker does with its result, and what the strategy expects of a queued task."""
     from ansible.executor.task_result import _RawTaskResult
 
     strategy._queued_task_cache[(host.name, task._uuid)] = {
@@ -97,49 +205,16 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
     strategy._final_q.send_task_result(_RawTaskResult(host=host, task=probe, return_data=result,
                                                       task_fields=probe.dump_attrs()))
     strategy._pending_results += 1
-    return True
 
 
-def _controller_skip(strategy, host, task, task_vars, play_context):
-    """(the task's copy, its skipped result) where the condition is false; None where it holds or fails."""
-    try:
-        from ansible._internal import _task
-        from ansible.executor.task_executor import TaskExecutor
-        from ansible.plugins.loader import get_plugin_loader_namespace
-    except ImportError:  # another ansible-core: every task goes to a worker
-        return None
-
-    # The worker's own copy: TaskExecutor squashes it and sets its delegation.
-    probe = task.copy(exclude_tasks=True)
-    resolve = probe._resolve_conditional
-    evaluated = []
-
-    def resolve_in_controller(conditional, variables, *, result_context=None):
-        held = resolve(conditional, variables, result_context=result_context)
-        if held:
-            raise _ConditionHolds()
-        evaluated.append(held)
-        return held
-
-    probe._resolve_conditional = resolve_in_controller
-    try:
-        with _task.TaskContext(probe):
-            # A copy of the variables too: the worker that may run the task next gets them as they were.
-            result = TaskExecutor(host, probe, dict(task_vars), play_context, strategy._loader,
-                                  get_plugin_loader_namespace(), strategy._final_q, strategy._variable_manager).run()
-    except _ConditionHolds:
-        return None
-    finally:
-        del probe._resolve_conditional
-    if not evaluated or not result.get("skipped") or result.get("failed"):
-        return None
-    return probe, result
-
-
-class ConditionsInController:
-    """Strategy mixin: tasks skipped by their condition are skipped by the controller, without a worker."""
+class InController:
+    """Strategy mixin: tasks skipped by their condition, and tasks whose action needs no server, are done by the
+    controller, without a worker."""
 
     def _queue_task(self, host, task, task_vars, play_context):
+        if os.environ.get("STACK_LOCAL_ACTIONS_IN_WORKERS") != "1" and ran_in_controller(
+                self, host, task, task_vars, play_context):
+            return None
         if os.environ.get("STACK_CONDITIONS_IN_WORKERS") != "1" and skipped_in_controller(
                 self, host, task, task_vars, play_context):
             return None
@@ -208,7 +283,7 @@ if ansible_mitogen is not None:
 
     ansible_mitogen.planner.NewStylePlanner.should_fork = _should_fork
 
-    class StrategyModule(ConditionsInController, ansible_mitogen.strategy.StrategyMixin, _Linear):
+    class StrategyModule(InController, ansible_mitogen.strategy.StrategyMixin, _Linear):
         """The linear strategy over Mitogen's connections."""
 
         def run(self, iterator, play_context, result=0):
@@ -219,7 +294,7 @@ else:
     Display().warning("Mitogen for Ansible is not installed (pip install mitogen): running the plain linear "
                       "strategy, which is slower.")
 
-    class StrategyModule(ConditionsInController, _Linear):
+    class StrategyModule(InController, _Linear):
         """Ansible's own linear strategy."""
 
         def run(self, iterator, play_context, result=0):
