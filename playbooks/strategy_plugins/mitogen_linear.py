@@ -119,7 +119,8 @@ def _controller_skip(strategy, host, task, task_vars, play_context):
 # Tasks whose action needs no server at all, run in the controller. The plug-ins of these actions (an assertion, a
 # fact set, a message, an argument check, a failure) do all their work in the controller's Python and never use the
 # task's connection, yet Ansible forks a worker for each of them on each host, which connects to the host's
-# multiplexer and exits (a run with nothing to change has 74 such tasks, the roles' argument checks among them).
+# multiplexer and exits (a run with nothing to change has 74 such tasks, the roles' argument checks among them;
+# 68 neither loop nor delegate).
 # Here the controller runs the worker's own code (TaskExecutor, on copies of the task and its variables) and sends
 # the result to the results queue as a worker would. Only Ansible's own plug-ins of these actions are run so (not
 # one a collection or a playbook's folder puts in their place), and not a task that loops (its items' results are
