@@ -1,7 +1,8 @@
 # The linear strategy, run through Mitogen for Ansible when it is installed (requirements/control.txt has it), with
 # the control node's work for each task and host made smaller: the plug-ins a play needs are loaded and the installed
 # collections listed before its workers fork, a task whose condition is false on a host is skipped without forking a
-# worker, and the code compiled from templates is kept for the run (below).
+# worker, a task whose action needs no server runs in the controller, and the code compiled from templates is kept
+# for the run (below).
 #
 # Mitogen keeps one Python interpreter per server for the whole run and caches the modules it has sent, so a task
 # no longer starts a new interpreter that recompiles Ansible's module_utils on the server: about 0.3 s of a
@@ -31,6 +32,7 @@ import tempfile
 
 from ansible import constants
 from ansible.plugins.loader import strategy_loader
+from ansible.utils.fqcn import add_internal_fqcns
 from ansible.utils.display import Display
 
 try:
@@ -95,10 +97,6 @@ def skipped_in_controller(strategy, host, task, task_vars, play_context) -> bool
 
 def _controller_skip(strategy, host, task, task_vars, play_context):
     """(the task's copy, its skipped result) where the condition is false; None where it holds or fails."""
-    try:
-        from ansible._internal import _task  # noqa: F401  (another ansible-core: every task goes to a worker)
-    except ImportError:
-        return None
     evaluated = []
 
     def hold(held):
@@ -129,13 +127,9 @@ def _controller_skip(strategy, host, task, task_vars, play_context):
 # or an argument check) is not sent: a worker runs the task again and reports what it finds.
 # tests/test_conditions_in_controller.py checks results, callbacks and output against Ansible's own linear strategy.
 # STACK_LOCAL_ACTIONS_IN_WORKERS=1 (in the environment) runs them in workers, as Ansible does.
-def _builtin_names(*names: str) -> frozenset[str]:
-    return frozenset(f"{prefix}{name}" for name in names for prefix in ("", "ansible.builtin.", "ansible.legacy."))
-
-
-LOCAL_ACTIONS = _builtin_names("assert", "debug", "fail", "set_fact", "validate_argument_spec")
+LOCAL_ACTIONS = frozenset(add_internal_fqcns(("assert", "debug", "fail", "set_fact", "validate_argument_spec")))
 # The actions whose failure is their answer; any other failure is left to a worker to find again.
-FAILING_ACTIONS = _builtin_names("assert", "fail", "validate_argument_spec")
+FAILING_ACTIONS = frozenset(add_internal_fqcns(("assert", "fail", "validate_argument_spec")))
 _local_plugins: dict[tuple, bool] = {}
 
 
@@ -176,7 +170,7 @@ def ran_in_controller(strategy, host, task, task_vars, play_context) -> bool:
 
 def _run_executor(strategy, host, task, task_vars, play_context, conditional_hook=None):
     """Ansible's TaskExecutor, run in the controller on a copy of the task and of its variables: (the copy,
-    the result)."""
+    the result). Raises ImportError with another ansible-core (its callers then leave the task to a worker)."""
     from ansible._internal import _task
     from ansible.executor.task_executor import TaskExecutor
     from ansible.plugins.loader import get_plugin_loader_namespace
