@@ -52,6 +52,19 @@ def start(self, *args, **kwargs):
 
 WorkerProcess.start = start
 
+# How often the strategy peeked at a host's next task (the free strategy does it for every host on each pass).
+from ansible.executor.play_iterator import PlayIterator
+PEEKS = [0]
+_next_task = PlayIterator.get_next_task_for_host
+
+
+def next_task(self, host, peek=False):
+    PEEKS[0] += bool(peek)
+    return _next_task(self, host, peek)
+
+
+PlayIterator.get_next_task_for_host = next_task
+
 if os.environ.get("RECORDER_BREAK_CONTROLLER") == "1":
     # The task executor fails wherever it runs in the controller (never in a worker, forked later).
     from ansible.executor import task_executor
@@ -111,7 +124,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         summary = {host: stats.summarize(host) for host in sorted(stats.processed)}
         with open(os.environ["RECORDER_OUT"], "w") as out:
-            json.dump({"forked": FORKED, "events": self.events, "stats": summary}, out)
+            json.dump({"forked": FORKED, "events": self.events, "stats": summary, "peeks": PEEKS[0]}, out)
 '''
 
 INCLUDED = [
@@ -320,3 +333,54 @@ def test_conditions_skipped_in_the_controller_give_the_linear_strategys_results(
     assert ("alpha", "A condition that fails on some hosts") in condition_forks
     for task in in_workers:
         assert ("alpha", task) in plugin_forks, task
+
+
+def test_the_free_strategy_plugin_gives_ansibles_free_results_with_fewer_workers(tmp_path):
+    """site.yml's side-by-side tiers (playbooks/tiers.yml) run through playbooks/strategy_plugins/mitogen_free.py:
+    the same play, each host at its own pace, must give the events and statistics of Ansible's own free strategy,
+    with the controller doing the skipped and local tasks (fewer workers); and a run whose strategy is not
+    mitogen_linear gets Ansible's own free strategy from it, forking a worker for every task as that one does.
+    The free strategy peeks at every host's next task each millisecond while the hosts wait for their workers; the
+    plug-in waits for a result instead (a count of peeks, not a time, is compared)."""
+    (tmp_path / "callbacks").mkdir()
+    (tmp_path / "callbacks" / "recorder.py").write_text(RECORDER)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {
+        name: {"ansible_connection": "local", "weight": weight} for weight, name in enumerate(HOSTS, start=1)}}}))
+    (tmp_path / "included.yml").write_text(yaml.safe_dump(INCLUDED, sort_keys=False))
+    for folder, content in (("meta/argument_specs.yml", ROLE_SPEC), ("tasks/main.yml", ROLE_TASKS)):
+        (tmp_path / "roles" / "checked" / folder).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "roles" / "checked" / folder).write_text(yaml.safe_dump(content, sort_keys=False))
+
+    def run_with(label, strategy, **env_extra):
+        (tmp_path / "play.yml").write_text(yaml.safe_dump([dict(PLAY, strategy=strategy)], sort_keys=False))
+        return run(tmp_path, label, **env_extra)
+
+    def free_results(record):
+        """results(), but for the fact set once: under the free strategy a run_once task runs on every host (Ansible
+        warns), and the fact of whichever host came last is everyone's."""
+        for event in record["events"]:
+            if event[2] == "Read back the local actions' results" and event[0] == "ok":
+                event[3]["msg"][3] = "(set by any host)"
+        return results(record)
+
+    plugin, plugin_forks, _ = run_with("free-plugin", "mitogen_free")
+    free, free_forks, _ = run_with("free", "ansible.builtin.free")
+    assert free_results(plugin) == free_results(free)
+    assert plugin["stats"]["charlie"]["rescued"] == 1
+    # While every host waits for its worker, the plug-in waits for a result instead of peeking at every host's next
+    # task again each millisecond (about 400 peeks against 2,000 for this play).
+    assert plugin["peeks"] * 2 < free["peeks"], (plugin["peeks"], free["peeks"])
+    # Every host-task that forked a worker through the plug-in forked one through Ansible's free strategy too, and
+    # the local and skipped ones forked none: the assertions, facts and argument checks that neither loop, delegate
+    # nor retry, and the tasks skipped by a plain condition.
+    assert set(plugin_forks) < set(free_forks)
+    for task in ("An assertion that holds", "Arguments that pass their check", "False everywhere, registered"):
+        assert not [fork for fork in plugin_forks if fork[1] == task], task
+        assert len([fork for fork in free_forks if fork[1] == task]) == len(HOSTS), task
+    for task in ("A loop's condition, for each item", "Delegated, false on some hosts", "Facts set in a loop"):
+        assert ("alpha", task) in plugin_forks, task
+
+    # Under another strategy for the run (Ansible's own linear), the plug-in is Ansible's free strategy unchanged.
+    plain, plain_forks, _ = run_with("free-plugin-plain", "mitogen_free", ANSIBLE_STRATEGY="ansible.builtin.linear")
+    assert free_results(plain) == free_results(free)
+    assert sorted(plain_forks) == sorted(free_forks)

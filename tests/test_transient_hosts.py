@@ -29,7 +29,7 @@ def add_host_task():
 
 
 def agent_pattern():
-    plays = yaml.safe_load((ROOT / "playbooks/monitoring.yml").read_text())
+    plays = yaml.safe_load((ROOT / "playbooks/monitoring_agents.yml").read_text())
     (play,) = [p for p in plays if "agent" in p["name"]]
     return play["hosts"]
 
