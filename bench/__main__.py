@@ -22,7 +22,7 @@ PARTS = ("ansible", "ceiling", "strategies", "compression", "static", "lb_overhe
          "converge_under_load", "deploys", "backups", "primary")
 
 
-PLAIN_RUN = "site.yml again, nothing to change, Ansible's own linear strategy (no Mitogen)"
+PLAIN_RUN = "site.yml again, nothing to change, Ansible's own strategies (no Mitogen)"
 
 
 def ansible() -> list[dict]:
