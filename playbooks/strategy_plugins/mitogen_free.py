@@ -36,8 +36,8 @@ RESULT_WAIT_SECONDS = 0.02
 class WaitForResults:
     """Strategy mixin: the free strategy looks at every host for a task it can start, reads the results that came
     in, sleeps a millisecond, and starts again: a thousand times a second while every host waits for its worker,
-    each time copying each host's state to peek at its next task. That took the control node 4 more CPU-seconds in
-    the lab's two side-by-side plays than running them one tier at a time. Here, once a look at the hosts started
+    each time copying each host's state to peek at its next task (15,000 peeks in the lab's first side-by-side play
+    of a run with nothing to change, 1.1 CPU-seconds of the control node). Here, once a look at the hosts started
     all it could and no result has come in, the strategy waits for one (a check every millisecond that costs
     nothing) for up to RESULT_WAIT_SECONDS, then looks at the hosts again, as before. A meta task (run by the
     strategy itself, with no result to wait for) is followed by a look without waiting."""
@@ -55,6 +55,7 @@ class WaitForResults:
                 time.sleep(constants.DEFAULT_INTERNAL_POLL_INTERVAL)
         self._ran_meta = False
         return super()._process_pending_results(iterator, one_pass, max_passes)
+
 
 if constants.DEFAULT_STRATEGY in ("mitogen_linear", *add_internal_fqcns(("mitogen_linear",))):
     # Loading the linear plug-in sets up, once per run, what it shares with this one (Mitogen's planner, the
