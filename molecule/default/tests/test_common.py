@@ -88,6 +88,20 @@ def test_packages_come_without_a_desktops_recommendations(host):
     assert not installed, installed
 
 
+def test_the_agents_packages_came_in_the_base_packages_apt_run(host):
+    """Where the inventory has a monitoring host, a host's first apt run brought the node exporter with the base
+    packages: one apt run fewer (each costs a server about 2 CPU-seconds). Its settings were written before, so
+    its very first start already listened on the private address."""
+    assert hosts_of("monitoring")
+    runs = host.file("/var/log/apt/history.log").content_string.strip().split("\n\n")
+    base = [run for run in runs if re.search(r"[ ,]nftables:", run)]
+    assert base and "prometheus-node-exporter:" in base[0], base[:1]
+    listened = re.findall(r'msg="Listening on" address=([0-9.]+):(\d+)',
+                          host.check_output("journalctl -q -u prometheus-node-exporter -o cat"))
+    private = host.check_output("hostname -I").split()[0]
+    assert listened and set(listened) == {(private, "9100")}, listened
+
+
 @pytest.fixture
 def listener(host):
     """A throwaway TCP listener on port 9999 of this host, that no rule allows."""
@@ -158,18 +172,30 @@ def test_apt_is_skipped_for_installed_packages_and_still_installs_a_removed_or_a
     """A run calls apt only for a package list with a package missing from what the preflight read at its start
     (apt-mark showmanual): apt's own check costs most of a second of a server's CPU per task. A package removed
     since the last run is still installed again, and one that became marked automatic (apt autoremove would take
-    it) is marked manual again, as apt's own check would do."""
+    it) is marked manual again, as apt's own check would do. The monitoring agent's packages come back in the base
+    packages' apt run (one apt run fewer), the node exporter's settings in place before its first start."""
     cache = hosts_of("cacheservers")[0]
     h = node(cache)
-    broken = h.run("apt-get remove -y -q unattended-upgrades && apt-mark auto nftables")
+    broken = h.run("apt-get remove -y -q unattended-upgrades prometheus-node-exporter && apt-mark auto nftables")
     assert broken.rc == 0, broken.stderr
     assert not h.package("unattended-upgrades").is_installed
+    assert not h.package("prometheus-node-exporter").is_installed
     rc, out = run_playbook("site.yml", limit=[cache])
     assert rc == 0, out[-3000:]
     manual = set(h.run("apt-mark showmanual").stdout.split())
     assert h.package("unattended-upgrades").is_installed
-    assert {"unattended-upgrades", "nftables"} <= manual
-    # The lists of the cache server's other roles were all there: apt was not called for them.
+    assert h.package("prometheus-node-exporter").is_installed
+    assert {"unattended-upgrades", "nftables", "prometheus-node-exporter"} <= manual
+    # One apt run brought both back.
+    last = h.file("/var/log/apt/history.log").content_string.strip().split("\n\n")[-1]
+    assert "unattended-upgrades:" in last and "prometheus-node-exporter:" in last, last
+    # It listens on the private address only, as its settings say.
+    private = h.check_output("hostname -I").split()[0]
+    listening = [line.split()[3] for line in h.check_output("ss -Hltn").splitlines()
+                 if line.split()[3].endswith(":9100")]
+    assert listening == [f"{private}:9100"], listening
+    # The lists of the cache server's other roles were all there, the agent's since the base packages' apt run:
+    # apt was not called for them.
     for task in ("memcached : Install memcached", "monitoring_agent : Install the node exporter"):
         section = out.split(f"TASK [{task}", 1)[1].split("TASK [", 1)[0]
         assert f"skipping: [{cache}]" in section, section
