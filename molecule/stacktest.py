@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
@@ -54,6 +55,16 @@ except OSError as e:
 def tcp_open(src, dst, port, timeout=2.0):
     """Whether a TCP connection from inventory host src to dst:port is accepted."""
     return _python(node(src), _TCP, dst, str(port), str(timeout))["open"]
+
+
+def tcp_open_each(attempts, timeout=2.0):
+    """{(src, dst, port): whether it was accepted} for many connection attempts, made a few at a time side by side
+    (each is a `docker exec`): a firewall drops what it refuses, so each refused attempt waits out its timeout, and
+    one after the other they were most of a firewall test's time."""
+    attempts = list(dict.fromkeys(attempts))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = pool.map(lambda attempt: tcp_open(*attempt, timeout=timeout), attempts)
+        return dict(zip(attempts, answers))
 
 
 _HTTP = """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stacktest import _python, hosts_of, node, tcp_open
+from stacktest import _python, hosts_of, node, tcp_open, tcp_open_each
 
 testinfra_hosts = ["ansible://monitoring"]
 MON = hosts_of("monitoring")[0]
@@ -118,10 +118,10 @@ def test_every_exporter_port_is_open_to_the_monitoring_host_only():
     assert len(pairs) >= len(hosts_of("all")) - 1
     outsider = {h: next(o for o in hosts_of("webservers") + hosts_of("dbservers") if o != h)
                 for h in {h for h, _ in pairs}}
-    for host, port in pairs:
-        if host != MON:
-            assert tcp_open(MON, host, port), f"{host}:{port} refused to {MON}"
-        assert not tcp_open(outsider[host], host, port, timeout=1.5), f"{host}:{port} open to {outsider[host]}"
+    allowed = tcp_open_each((MON, host, port) for host, port in pairs if host != MON)
+    refused = tcp_open_each(((outsider[host], host, port) for host, port in pairs), timeout=1.5)
+    assert all(allowed.values()), [f"{dst}:{port} refused to {MON}" for (_, dst, port), ok in allowed.items() if not ok]
+    assert not any(refused.values()), [f"{dst}:{port} open to {src}" for (src, dst, port), ok in refused.items() if ok]
 
 
 @pytest.mark.parametrize("port", [9090, 9093, 9115, 9099, 19532])
