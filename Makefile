@@ -96,8 +96,9 @@ bench: bench-venv images secrets
 	python -m bench $(BENCH_ARGS)
 
 # Control-node tests: no containers (the preflight checks against broken inventories).
+# Side by side, one worker per CPU (pytest-xdist): the tests share no file (each writes in its own temporary folder).
 test-control: venv collection
-	pytest -q tests
+	pytest -q -n auto tests
 
 test-molecule: venv images secrets collection browser
 	molecule test --all
