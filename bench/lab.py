@@ -208,27 +208,41 @@ def containers_cpu_seconds() -> float | None:
         return None
 
 
+def machine_cpu_seconds() -> float | None:
+    """The CPU time this machine's processors have been busy since boot (user, nice, system, interrupts: every
+    process, the control node's and the containers'), or None where /proc/stat cannot be read."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def playbook(name: str, path: str, *args: str, profile: bool = False, environment: dict | None = None) -> dict:
     """Time one ansible-playbook run; how many tasks it changed comes from its recap. ``profile``: with the
     task-profile callback (ansible.posix.profile_tasks), whose slowest tasks come back as ``slowest``.
     ``environment``: variables set for this run only. Where it can be read, ``servers_cpu_s`` is the CPU time the
-    containers (the servers) used during the run."""
+    containers (the servers) used during the run, and ``machine_cpu_s`` the whole machine's (the control node's
+    too): divided by the number of CPUs, the shortest the run could take here with every CPU busy all along."""
     print(f"bench: {name}", file=sys.stderr)
     env = dict(os.environ, **(environment or {}))
     if profile:
         enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "ansible.posix.profile_tasks"])
         env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
-    started, servers_before = time.monotonic(), containers_cpu_seconds()
+    started, servers_before, machine_before = time.monotonic(), containers_cpu_seconds(), machine_cpu_seconds()
     result = subprocess.run([tool("ansible-playbook"), path, *args], cwd=ROOT, capture_output=True, text=True,
                             check=False, env=env)
-    seconds, servers_after = time.monotonic() - started, containers_cpu_seconds()
+    seconds, servers_after, machine_after = time.monotonic() - started, containers_cpu_seconds(), machine_cpu_seconds()
     if result.returncode != 0:
         raise LabError(f"{path} failed:\n{result.stdout[-3000:]}")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))
     run = {"name": name, "seconds": seconds, "changed": changed, "changed_tasks": changed_tasks(result.stdout)}
     if servers_before is not None and servers_after is not None:
         run["servers_cpu_s"] = servers_after - servers_before
+    if machine_before is not None and machine_after is not None:
+        run["machine_cpu_s"] = machine_after - machine_before
     if profile:
         tasks = task_profile(result.stdout)
         run["tasks"] = len(tasks)

@@ -288,6 +288,17 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+# The lab as issue 20 measured it (bench/__main__.py).
+NINE_HOSTS = "the 9 hosts of the lab without its monitoring and backup hosts"
+
+
+def shortest(run: dict, data: dict) -> float | None:
+    """Minutes a run could take at the least on this machine: the CPU time it used (every process, the control
+    node's and the servers') spread over all of the machine's CPUs, all of them busy all along."""
+    cpus = data.get("environment", {}).get("cpus")
+    return run["machine_cpu_s"] / cpus / 60 if run.get("machine_cpu_s") and cpus else None
+
+
 def performance_targets(data: dict) -> list[list[str]]:
     """[target, measured, met] for each performance target whose part ran."""
     rows = []
@@ -298,8 +309,18 @@ def performance_targets(data: dict) -> list[list[str]]:
         rows.append(["site.yml with nothing to change: under 60 s", f"{again['seconds']:.0f} s, {again['changed']} "
                      "changed", again["seconds"] < 60 and again["changed"] == 0])
     if cold:
-        rows.append(["site.yml on fresh containers: under 3 min", f"{cold['seconds'] / 60:.1f} min",
-                     cold["seconds"] < 180])
+        rows.append(["site.yml on fresh containers: under 3 min", f"{cold['seconds'] / 60:.1f} min"
+                     + (f" (all CPUs busy all along: at least {bound:.1f} min)" if (bound := shortest(cold, data))
+                        else ""), cold["seconds"] < 180])
+    nine_cold = ansible.get(f"site.yml on fresh containers, {NINE_HOSTS}")
+    nine_again = ansible.get(f"site.yml again, nothing to change, {NINE_HOSTS}")
+    if nine_again:
+        rows.append([f"site.yml with nothing to change, {NINE_HOSTS}: under 60 s",
+                     f"{nine_again['seconds']:.0f} s, {nine_again['changed']} changed",
+                     nine_again["seconds"] < 60 and nine_again["changed"] == 0])
+    if nine_cold:
+        rows.append([f"site.yml on fresh containers, {NINE_HOSTS}: under 3 min",
+                     f"{nine_cold['seconds'] / 60:.1f} min", nine_cold["seconds"] < 180])
     compression = data.get("compression")
     if compression:
         packed, plain = compression["gzip"], compression["uncompressed"]
@@ -543,14 +564,21 @@ def render(data: dict, out: Path) -> str:
                   ""]
     ansible = data.get("ansible")
     if ansible:
-        lines += ["## Ansible", "", "| run | time | changed | the servers' CPU |", "|---|---:|---:|---:|"]
+        lines += ["## Ansible", "", "| run | time | changed | the servers' CPU | the machine's CPU |",
+                  "|---|---:|---:|---:|---:|"]
         for row in ansible:
             cpu = f"{row['servers_cpu_s']:.0f} s" if row.get("servers_cpu_s") is not None else "–"
-            lines.append(f"| {row['name']} | {row['seconds']:.0f} s | {row['changed']} | {cpu} |")
+            machine = f"{row['machine_cpu_s']:.0f} s" if row.get("machine_cpu_s") is not None else "–"
+            lines.append(f"| {row['name']} | {row['seconds']:.0f} s | {row['changed']} | {cpu} | {machine} |")
         lines += ["", "The servers' CPU: what the lab's containers used during the run (cgroup accounting), the "
-                  "modules' share of the work; the rest is the control node's. The repository's ansible.cfg runs "
+                  "modules' share of the work; the rest is the control node's. The machine's CPU: every process "
+                  f"of this machine, the control node's and the servers' ({env.get('cpus', '?')} CPUs: a run cannot "
+                  "take less than this divided by the CPUs). The repository's ansible.cfg runs "
                   "the linear strategy through Mitogen (one Python interpreter per server for the whole run); the "
-                  "run without it is the same tasks with a new interpreter for each.", ""]
+                  "run without it is the same tasks with a new interpreter for each. The lab as issue 20 measured "
+                  f"it had nine hosts: the runs on {NINE_HOSTS} (its inventory with the groups `backupservers` and "
+                  "`monitoring` left out, so no host has a monitoring agent or a backup client either) are the last "
+                  "two rows; they ran first, on fresh containers of their own.", ""]
         for row in ansible:
             if row.get("slowest"):
                 lines += [f"The ten slowest of the {row['tasks']} tasks of \"{row['name']}\" (the task-profile "
