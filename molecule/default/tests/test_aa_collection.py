@@ -78,13 +78,14 @@ def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
     assert "nginx_media : " in plain and "backup : " in plain, plain[-3000:]
 
 
-# README's ansible.cfg for the collection's users, as a user writes it: where collections go, pipelining, the fact
-# cache (a limited run still knows every host's addresses), and Mitogen through the collection's plug-in (which
-# ansible-playbook finds beside the collection's playbooks).
+# README's ansible.cfg for the collection's users, as a user writes it: where collections go, pipelining, handlers
+# run on a failed host, the fact cache (a limited run still knows every host's addresses), and Mitogen through the
+# collection's plug-in (which ansible-playbook finds beside the collection's playbooks).
 USER_ANSIBLE_CFG = """[defaults]
 collections_path = collections
 pipelining = true
 forks = 20
+force_handlers = true
 interpreter_python = auto_silent
 gathering = smart
 fact_caching = jsonfile
