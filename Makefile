@@ -97,10 +97,21 @@ bench: bench-venv images secrets
 
 # Control-node tests: no containers (the preflight checks against broken inventories).
 # Side by side, one worker per CPU (pytest-xdist): the tests share no file (each writes in its own temporary folder).
+CONTROL_TESTS := pytest -q -n auto tests
 test-control: venv collection
-	pytest -q -n auto tests
+	$(CONTROL_TESTS)
 
+# Every molecule scenario, one after the other.
 test-molecule: venv images secrets collection browser
 	molecule test --all
 
-test: lint test-app test-package test-control test-molecule
+# Everything CI checks, in two lanes side by side (scripts/side-by-side.sh, each line prefixed with its lane):
+# - default: molecule's default scenario, the longest (its verify step mostly waits: timers, health checks, canary
+#   watches, alerts: a core idle much of the time);
+# - checks: lint, the app's tests, the package's, the control-node tests, then molecule's db scenario.
+# The scenarios share no container, network, port or release file. The collection is built once, before both
+# (molecule's default scenario installs it). One after the other, they took 50 minutes on two CPUs.
+test: venv images secrets collection browser
+	scripts/side-by-side.sh \
+	  'default=molecule test -s default' \
+	  'checks=$(MAKE) --no-print-directory lint test-app test-package && $(CONTROL_TESTS) && molecule test -s db'
