@@ -102,7 +102,13 @@ def test_a_node_back_after_an_outage_is_used_again_within_a_second(cache_server)
     backend.set("k", 1)
     cache_server.stop()
     try:
-        assert backend.get("k") is None
+        # The first command can still go out on the connection that had worked, if the kernel has not yet told it
+        # of the close (a busy machine): reset, it is dropped without the dead mark, and the next command's connect
+        # is refused, which marks the node dead. Each is a miss, never an error.
+        for _ in range(3):
+            assert backend.get("k") is None
+            if _dead(backend):
+                break
         assert _dead(backend) != []
     finally:
         cache_server.start()
