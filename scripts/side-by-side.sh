@@ -18,10 +18,8 @@ pids=()
 for job in "$@"; do
   name=${job%%=*}
   command=${job#*=}
-  (
-    set -o pipefail
-    bash -c "$command" 2>&1 | while IFS= read -r line; do printf '%s | %s\n' "$name" "$line"; done
-  ) &
+  # pipefail (set above): the lane's status is its command's, not the prefixing loop's.
+  bash -c "$command" 2>&1 | while IFS= read -r line; do printf '%s | %s\n' "$name" "$line"; done &
   names+=("$name")
   pids+=($!)
 done
