@@ -1,7 +1,8 @@
 """site.yml sets up the tiers that need nothing from one another side by side (playbooks/tiers.yml, the free
 strategy), while each tier's playbook also runs alone. The two must not drift apart: every tier playbook's role
 runs in tiers.yml on the same group, with the same inputs (vars files) and conditions, in the same order; nothing
-else runs there; site.yml runs every tier; and no task of a role run side by side relies on the linear strategy
+else runs there; site.yml runs every tier; and no task of a role that site.yml runs under the free strategy (the
+tiers side by side, the common role and the monitoring agent on every server) relies on the linear strategy
 (run_once and actions that bypass the host loop run on every host, or fail, under the free strategy).
 """
 
@@ -111,8 +112,28 @@ def walk(tasks):
             yield from walk(task.get(key))
 
 
-def test_no_role_run_side_by_side_needs_the_linear_strategy():
-    pending = [(role, tasks_from) for _, _, role, tasks_from, _, _ in side_by_side_runs()]
+def free_strategy_runs():
+    """(role, tasks file) of every role that a play of site.yml runs under the free strategy: the tiers side by
+    side, and the plays that set up every server (common.yml) and every agent (monitoring_agents.yml) host by host."""
+    found = [(role, tasks_from) for _, _, role, tasks_from, _, _ in side_by_side_runs()]
+    for entry in load("site.yml"):
+        for play in load(entry["ansible.builtin.import_playbook"]):
+            if play.get("strategy") != "mitogen_free":
+                continue
+            for task in walk(play.get("tasks")):
+                for key in ("ansible.builtin.import_role", "ansible.builtin.include_role"):
+                    if key in task:
+                        found.append((task[key]["name"], task[key].get("tasks_from", "main")))
+    return found
+
+
+def test_the_plays_of_every_server_run_host_by_host():
+    free = set(free_strategy_runs())
+    assert {("common", "main"), ("monitoring_agent", "main"), ("monitoring_agent", "settings")} <= free
+
+
+def test_no_role_run_under_the_free_strategy_needs_the_linear_strategy():
+    pending = free_strategy_runs()
     checked = set()
     while pending:
         role, tasks_from = pending.pop()
