@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacktest import hosts_of, inventory, node, run_playbook, tcp_open
+from stacktest import changed_tasks, hosts_of, inventory, node, run_playbook, tcp_open
 
 testinfra_hosts = ["ansible://all"]
 
@@ -238,3 +238,27 @@ def test_a_changed_setting_runs_its_own_handler_only():
         rc, out = run_playbook("playbooks/common.yml", limit=[cache])
     assert rc == 0, out[-3000:]
     assert "70001" not in h.file("/etc/systemd/system.conf.d/60-stack.conf").content_string
+
+
+def test_a_time_zone_changed_by_hand_is_set_back_and_then_left_alone():
+    """The role reads the zone /etc/localtime links to (what timedatectl reports) and calls the time zone module
+    only where it names another zone: a host set to another zone by hand is set back to the inventory's zone, and
+    the next run leaves it alone (the module skipped)."""
+    cache = hosts_of("cacheservers")[0]
+    h = node(cache)
+    task = "common : Set the time zone"
+    moved = h.run("ln -sfn /usr/share/zoneinfo/Europe/Paris /etc/localtime && date +%Z")
+    assert moved.rc == 0, moved.stderr
+    assert moved.stdout.strip() in ("CET", "CEST"), moved.stdout
+    try:
+        rc, out = run_playbook("playbooks/common.yml", limit=[cache])
+        assert rc == 0, out[-3000:]
+        assert task in changed_tasks(out).get(cache, []), out[-3000:]
+        assert h.file("/etc/localtime").linked_to.endswith("/zoneinfo/Etc/UTC")
+        assert h.check_output("timedatectl show --property Timezone --value") == "Etc/UTC"
+        rc, out = run_playbook("playbooks/common.yml", limit=[cache])
+        assert rc == 0, out[-3000:]
+        section = out.split(f"TASK [{task}]", 1)[1].split("TASK [", 1)[0]
+        assert f"skipping: [{cache}]" in section, section
+    finally:
+        h.run("ln -sfn /usr/share/zoneinfo/Etc/UTC /etc/localtime")
