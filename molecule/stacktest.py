@@ -7,6 +7,7 @@ container to another, so firewall rules are checked the way the tiers use them.
 import json
 import os
 import re
+import signal
 import subprocess
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
@@ -153,11 +154,12 @@ def memcached(src, dst, command, port=11211):
     return _python(node(src), _MEMCACHED, dst, str(port), command)["reply"]
 
 
-def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inventory=None):
+def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inventory=None, timeout=900):
     """Run a playbook of this project against the scenario's inventory (plus extra inventory files), or against
     another inventory given whole.
 
-    Returns (return code, output). Used by tests that change the topology or break a server on purpose.
+    Returns (return code, output); 124 and what it printed when it ran longer than timeout seconds (the run and
+    every process it started are killed then). Used by tests that change the topology or break a server on purpose.
     """
     root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     cmd = ["ansible-playbook", "-i", str(inventory or INVENTORY)]
@@ -169,8 +171,15 @@ def run_playbook(playbook, *extra_inventories, extra_vars=None, limit=None, inve
         cmd += ["--limit", ",".join(limit)]
     cmd.append(os.path.join(root, playbook))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    return result.returncode, result.stdout + result.stderr
+    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as run:
+        try:
+            out, err = run.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            out, err = run.communicate()
+            return 124, out + err
+    return run.returncode, out + err
 
 
 def _without_hosts(tree, hosts):

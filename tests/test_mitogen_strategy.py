@@ -20,6 +20,7 @@ and tests, the tasks' action plug-ins) before the workers fork, so that a worker
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,54 @@ def test_a_worker_finds_the_plays_plugins_loaded_by_the_controller():
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     imported_by_the_worker = json.loads(out.splitlines()[-1])
     assert imported_by_the_worker == []
+
+
+HANG_PLAY = """
+- name: Collection modules of sixteen hosts forked on one interpreter at once
+  hosts: all
+  gather_facts: false
+  strategy: mitogen_free
+  tasks:
+    - name: Make a key in memory
+      community.crypto.openssl_privatekey_pipe: {type: ECC, curve: secp256r1}
+      register: key
+      no_log: true
+    - name: Read the key
+      community.crypto.openssl_privatekey_info: {content: "{{ key.privatekey }}"}
+      no_log: true
+    - name: Read a kernel setting
+      ansible.posix.sysctl: {name: net.core.somaxconn, value: "4096", sysctl_file: "{{ playbook_dir }}/sysctl.conf"}
+      check_mode: true
+    - name: Read a setting
+      community.general.ini_file: {path: "{{ playbook_dir }}/settings.ini", section: a, option: b, value: c}
+      check_mode: true
+"""
+
+
+def test_tasks_of_many_hosts_forked_from_one_interpreter_at_once_never_hang(tmp_path):
+    """Each task's module (but Ansible's own that need only the standard library) runs in a child forked from one
+    parent interpreter per server and user, which fetches the modules a child imports from the controller. Mitogen's
+    fork copied the parent's requests in flight into the child, which then waited forever for a module its parent
+    had asked for: a run of many hosts' tasks on one server at once (tasks delegated to the monitoring host) hung.
+    Sixteen names for this machine's Python, through one connection as sixteen tasks delegated to one server are
+    (molecule's default scenario runs the same on a server). Before the fix, two runs in three hung."""
+    interpreter = sys.executable
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n" + "".join(
+        f"    local-{n:02d}: {{ansible_connection: local, ansible_python_interpreter: {interpreter}}}\n"
+        for n in range(16)))
+    (tmp_path / "play.yml").write_text(HANG_PLAY)
+    (tmp_path / "settings.ini").write_text("[a]\nb = c\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FACT_CACHING_CONNECTION=str(tmp_path / "facts"))
+    for attempt in range(4):
+        with subprocess.Popen(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) as run:
+            try:
+                out, _ = run.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                out, _ = run.communicate()
+                raise AssertionError(f"run {attempt + 1} hung (killed after 90 s):\n{out[-3000:]}") from None
+        assert run.returncode == 0, out[-3000:]
+        assert out.count("failed=0") == 16, out[-3000:]

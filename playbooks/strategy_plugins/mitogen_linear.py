@@ -278,6 +278,41 @@ if ansible_mitogen is not None:
 
     ansible_mitogen.planner.NewStylePlanner.should_fork = _should_fork
 
+    # Each task's child on the server is forked by django_stack_mitogen/__init__.py's spawn_isolated_child, which
+    # keeps a child from waiting forever for a module its parent had asked for (the file says how). Mitogen sends
+    # that package to the servers: it finds its source through sys.modules, under the name registered here.
+    import importlib.util
+
+    import ansible_mitogen.connection
+
+    def _load_target_package(name: str):
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                      submodule_search_locations=[folder])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[name] = package
+        spec.loader.exec_module(package)
+        return package
+
+    django_stack_mitogen = sys.modules.get("django_stack_mitogen") or _load_target_package("django_stack_mitogen")
+
+    def _spawn_isolated_child(connection):
+        return connection.get_chain(use_fork=True).call(django_stack_mitogen.spawn_isolated_child)
+
+    ansible_mitogen.connection.Connection.spawn_isolated_child = _spawn_isolated_child
+
+    # Mitogen serves the servers only the packages it allows (ansible, ansible_collections, ansible_mitogen): this
+    # one too. Called in its connection multiplexer, forked from this process when the first play starts.
+    import ansible_mitogen.process
+
+    _setup_responder = ansible_mitogen.process._setup_responder
+
+    def _setup_responder_with_ours(responder) -> None:
+        _setup_responder(responder)
+        responder.whitelist_prefix("django_stack_mitogen")
+
+    ansible_mitogen.process._setup_responder = _setup_responder_with_ours
+
     class StrategyModule(InController, ansible_mitogen.strategy.StrategyMixin, _Linear):
         """The linear strategy over Mitogen's connections."""
 

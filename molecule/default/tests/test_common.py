@@ -262,3 +262,37 @@ def test_a_time_zone_changed_by_hand_is_set_back_and_then_left_alone():
         assert f"skipping: [{cache}]" in section, section
     finally:
         h.run("ln -sfn /usr/share/zoneinfo/Etc/UTC /etc/localtime")
+
+
+def test_many_hosts_tasks_forked_on_one_server_at_once_never_hang(tmp_path):
+    """Tasks of many hosts delegated to one server at once (the agents' certificates, signed on the monitoring
+    host, each host at its own pace) each run their module in a child forked from the same parent on that server
+    (Mitogen, ansible.cfg's strategy). A child forked while that parent waited for a module another child had asked
+    for took the request as its own and waited forever: the run hung (one agents' play in three on the lab; this
+    play, sixteen hosts' collection modules on one server, every time). Sixteen names for one server here: Mitogen
+    reaches it through one connection, as it does a delegated task's server."""
+    target = hosts_of("cacheservers")[0]
+    connection = {key: value for key, value in inventory().get_variables(target).items()
+                  if key.startswith("ansible_") and key not in ("ansible_facts", "ansible_play_hosts")}
+    names = [f"fork-{n:02d}" for n in range(16)]
+    (tmp_path / "aliases.yml").write_text(yaml.safe_dump(
+        {"fork_aliases": {"hosts": {name: dict(connection) for name in names}}}))
+    play = {"name": "Collection modules of sixteen hosts forked on one server at once", "hosts": "fork_aliases",
+            "gather_facts": False, "become": True, "strategy": "mitogen_free", "tasks": [
+                {"name": "Make a key in memory", "community.crypto.openssl_privatekey_pipe": {"type": "ECC",
+                                                                                              "curve": "secp256r1"},
+                 "register": "key", "no_log": True},
+                {"name": "Read the key", "community.crypto.openssl_privatekey_info": {
+                    "content": "{{ key.privatekey }}"}, "no_log": True},
+                {"name": "Read a kernel setting", "ansible.posix.sysctl": {"name": "net.core.somaxconn",
+                                                                           "value": "4096"},
+                 "check_mode": True},
+                {"name": "Read a setting", "community.general.ini_file": {
+                    "path": "/etc/systemd/journald.conf", "section": "Journal", "option": "Storage",
+                    "value": "persistent"}, "check_mode": True}]}
+    (tmp_path / "fork-aliases.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    for attempt in range(2):
+        rc, out = run_playbook(str(tmp_path / "fork-aliases.yml"), str(tmp_path / "aliases.yml"), timeout=180)
+        assert rc != 124, f"attempt {attempt + 1} hung (killed after 180 s):\n" + out[-3000:]
+        assert rc == 0, out[-3000:]
+        assert all(f"{name} " in out.split("PLAY RECAP", 1)[1] for name in names), out[-3000:]
