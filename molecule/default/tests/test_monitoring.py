@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stacktest import _python, hosts_of, node, tcp_open, tcp_open_each
+from stacktest import _python, hosts_of, node, recap, run_playbook, tcp_open, tcp_open_each
 
 testinfra_hosts = ["ansible://monitoring"]
 MON = hosts_of("monitoring")[0]
@@ -199,6 +199,39 @@ def test_a_line_logged_on_a_web_node_is_read_on_the_monitoring_host():
     assert json.loads(line)["_HOSTNAME"] == node(web).check_output("hostname")
     # The load balancer's request log is there too.
     assert mon.run("journalctl -m --no-pager -t haproxy -S -30min -n 5").stdout.count("HTTP/") > 0
+
+
+def test_a_good_uploader_certificate_is_left_alone_and_one_of_another_authority_replaced():
+    """The agent checks its key and certificate against the monitoring host's authority with openssl first, and
+    takes the crypto modules (a child process each, one on the monitoring host for every agent) only when they are
+    not what those modules would make: a certificate signed by another authority (the same key, name and use) is
+    replaced by one the monitoring host signs, and the journal flows again."""
+    web = hosts_of("webservers")[-1]
+    h = node(web)
+    tls = "/etc/stack-monitoring/journal-upload"
+
+    def section(out, task):
+        return out.split(f"TASK [monitoring_agent : {task}", 1)[1].split("TASK [", 1)[0]
+
+    rc, out = run_playbook("playbooks/monitoring_agents.yml", limit=[web])
+    assert rc == 0, out[-3000:]
+    assert recap(out)[web] == 0, out[-3000:]
+    for task in ("Generate the journal uploader's key", "Sign the journal uploader's certificate"):
+        assert f"skipping: [{web}]" in section(out, task), section(out, task)
+
+    forged = h.run(f"openssl req -new -x509 -key {tls}/client.key -subj /CN={web} -addext subjectAltName=DNS:{web} "
+                   f"-addext extendedKeyUsage=clientAuth -days 30 -out {tls}/client.crt")
+    assert forged.rc == 0, forged.stderr
+    assert h.run(f"openssl verify -CAfile {tls}/ca.crt {tls}/client.crt").rc != 0
+    rc, out = run_playbook("playbooks/monitoring_agents.yml", limit=[web])
+    assert rc == 0, out[-3000:]
+    assert f"changed: [{web} -> {MON}" in section(out, "Sign the journal uploader's certificate"), out[-3000:]
+    verified = h.run(f"openssl verify -CAfile {tls}/ca.crt -purpose sslclient -verify_hostname {web} {tls}/client.crt")
+    assert verified.rc == 0, verified.stdout + verified.stderr
+    token = f"stacktest-{uuid.uuid4()}"
+    h.check_output(f"logger -t stacktest {token}")
+    mon = node(MON)
+    wait_for("the line on mon1", lambda: token in mon.run("journalctl -m --no-pager -t stacktest -S -10min").stdout, 60)
 
 
 def test_received_journals_are_limited_in_size(host):
