@@ -201,6 +201,11 @@ def test_apt_is_skipped_for_installed_packages_and_still_installs_a_removed_or_a
         assert f"skipping: [{cache}]" in section, section
     section = out.split("TASK [common : Install the base packages", 1)[1].split("TASK [", 1)[0]
     assert f"changed: [{cache}]" in section, section
+    # The node exporter's settings are written once in the run, by the prepare play; the agents' play skips them.
+    writes = [part.split("TASK [", 1)[0]
+              for part in out.split("TASK [monitoring_agent : Configure the node exporter")[1:]]
+    assert len(writes) == 2, writes
+    assert f"skipping: [{cache}]" not in writes[0] and f"skipping: [{cache}]" in writes[1], writes
 
 
 def _handler_results(out, host):
