@@ -10,7 +10,8 @@
 # believes that request is its own, waits for an answer that only ever goes to the parent, and the run hangs
 # forever. With several hosts' tasks delegated to one server at once (the agents' certificates signed on the
 # monitoring host, each host at its own pace) it happened in about one run of the agents' play in three; a play
-# of sixteen hosts' collection modules on one server hung every time (tests/test_mitogen_strategy.py).
+# of sixteen hosts' collection modules on one server hung every time (molecule's default scenario, test_common.py;
+# on the control node's own Python, tests/test_mitogen_strategy.py, two runs in three).
 # Here the child forgets, as soon as it is forked, the requests its parent had in flight: what it needs, it asks
 # for itself.
 import functools
