@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -241,6 +242,7 @@ class BlackholeProxy(FreezableProxy):
 
     hung_up: frozenset = frozenset()
     hang_up_all = False
+    hang_up_with_reset = False
 
     def cut(self):
         self.frozen.set()
@@ -248,10 +250,12 @@ class BlackholeProxy(FreezableProxy):
     def heal(self):
         self.frozen.clear()
 
-    def hang_up(self, *, new_ones_too: bool = False):
+    def hang_up(self, *, new_ones_too: bool = False, reset: bool = False):
         """The connections open now are closed (FIN) when their client sends its next bytes, which are not passed
         on: a connection the server closed while the client's command was on its way. New ones work, unless
-        ``new_ones_too``."""
+        ``new_ones_too``. With ``reset``, they are reset (RST) instead: what a client sees when a restarted
+        server's host answers a command sent on a connection whose close had not reached it yet."""
+        self.hang_up_with_reset = reset
         self.hung_up = frozenset(self.sockets)
         self.hang_up_all = new_ones_too
 
@@ -267,6 +271,12 @@ class BlackholeProxy(FreezableProxy):
             if not data:
                 return
             if src in self.hung_up or self.hang_up_all:
+                if self.hang_up_with_reset:
+                    # Closed with a zero linger time: the kernel sends RST, not FIN.
+                    src.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    src.close()
+                    dst.shutdown(socket.SHUT_RDWR)
+                    return
                 for sock in (src, dst):
                     sock.shutdown(socket.SHUT_RDWR)
                 return

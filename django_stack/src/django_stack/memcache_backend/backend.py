@@ -296,8 +296,9 @@ def _client_class(lib):
             * before a command, an idle connection the server closed (a restart, an idle timeout) is dropped and a
               new one opened, so no command is sent into it;
             * a connection that had worked and is closed or reset during a command is dropped without the dead
-              mark: python-memcached retries ``get`` and ``set`` once on a new connection, and the next command
-              connects again. Only a failed connect, a timeout, or a new connection that fails marks it dead.
+              mark: ``get`` and ``set`` are sent once more on a new connection (python-memcached's retry, which it
+              makes for a close only: a reset gets it here too), and the next command connects again. Only a failed
+              connect, a timeout, or a new connection that fails marks it dead, and says why in the log.
 
             ``failures`` counts the commands that failed and ``failed_last`` says whether the last one did, so the
             backend remembers a write that did not reach its home whatever the dead mark says.
@@ -323,7 +324,18 @@ def _client_class(lib):
                 return sock
 
             def readline(self, raise_exception=False):
-                line = super().readline(raise_exception)
+                try:
+                    line = super().readline(raise_exception)
+                except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
+                    # A reset is the server's close too: a command sent on a connection whose close had not
+                    # reached this host yet (a restart, on a busy machine) is answered with RST, not an end of
+                    # file. python-memcached sends ``get`` and ``set`` again on a new connection for an end of
+                    # file only; a reset gets the same here. Callers that do not retry (they read without
+                    # raise_exception) take the error as before, and mark_dead forgives the connection.
+                    if not (raise_exception and self._proven):
+                        raise
+                    self.mark_dead(error)
+                    raise lib._ConnectionDeadError() from error
                 if line:
                     self._proven, self.failed_last = True, False
                 return line
@@ -337,7 +349,16 @@ def _client_class(lib):
                     self.close_socket()
                     return
                 self._marked_at = time.time()
+                was_dead = self.deaduntil > self._marked_at
                 super().mark_dead(reason)
+                # Why a node is skipped (python-memcached says it only with debug on): a refused or timed-out
+                # connect, a command that timed out, a new connection closed. Once per outage of this client (the
+                # retry that follows a failed command marks it again).
+                if not was_dead:
+                    where = (f"{self.address[0]}:{self.address[1]}" if isinstance(self.address, tuple)
+                             else self.address)
+                    logger.warning("cache: %s marked dead for up to %ss (%s); misses until it answers a probe",
+                                   where, self.dead_retry, reason)
                 replayer.down(self.address)
 
         class Client(lib.Client):
