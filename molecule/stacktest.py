@@ -234,6 +234,54 @@ def container(name):
     return f"molecule-{os.environ['MOLECULE_SCENARIO_NAME']}-{name}"
 
 
+# README's ansible.cfg for the collection's users, as a user writes it: where collections go, pipelining, handlers
+# run on a failed host, the fact cache (a limited run still knows every host's addresses), and Mitogen through the
+# collection's plug-in (which ansible-playbook finds beside the collection's playbooks).
+USER_ANSIBLE_CFG = """[defaults]
+collections_path = collections
+pipelining = true
+forks = 20
+force_handlers = true
+interpreter_python = auto_silent
+gathering = smart
+fact_caching = jsonfile
+fact_caching_connection = .cache/facts
+fact_caching_timeout = 86400
+strategy = mitogen_linear
+"""
+
+
+def installed_collection(directory, keep_env=()):
+    """The collection, from the tarball `make collection` built, installed into ``directory`` (a user's, with
+    README's ansible.cfg): the environment to run its playbooks with. Only that directory's collections (and those
+    the ansible package ships), never a copy installed elsewhere; none of the test run's ANSIBLE_* or MOLECULE_*
+    variables but ``keep_env`` (those an inventory reads)."""
+    root = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    version = yaml.safe_load((root / "galaxy.yml").read_text())["version"]
+    tarball = root / "dist" / f"django_stack-stack-{version}.tar.gz"
+    assert tarball.exists(), f"{tarball}: run `make collection` first (make test-molecule does)"
+    (directory / "ansible.cfg").write_text(USER_ANSIBLE_CFG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_")) or k in keep_env}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(directory / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(directory / "collections"))
+    done = subprocess.run(["ansible-galaxy", "collection", "install", "--force", "--no-deps", "-p", "collections",
+                           str(tarball)], cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return env
+
+
+def collection_site(directory, env, inventory, log_name, *args):
+    """The installed collection's site playbook run from the user's directory: its output, or a failure that names
+    the kept log (the assertion shows the output's end only)."""
+    run = subprocess.run(["ansible-playbook", "-i", str(inventory / "hosts.yml"), "django_stack.stack.site", *args],
+                         cwd=directory, env=env, capture_output=True, text=True, timeout=1200)
+    out = run.stdout + run.stderr
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / log_name
+    log.write_text(out)
+    assert run.returncode == 0, f"{log}\n" + out[-5000:]
+    return out
+
+
 # A bounded load through the load balancer, run on it as a transient unit: two readers GET catalog pages and a
 # logged-in customer adds to the cart (GET the page, POST the form with its CSRF token). Every answer is recorded
 # as [seconds since the start, kind, status]; it stops when told (a file) or after `limit` seconds.

@@ -1,20 +1,19 @@
 """The collection, installed from the tarball `make collection` built into a directory that is not this
 repository, runs site.yml against the scenario's servers and finds nothing to change: the installed roles,
 playbooks and group_vars build the very stack the repository's site.yml built. The user's ansible.cfg is the one
-README recommends (fact cache, Mitogen through the collection's own strategy plug-in); a second run, limited to one
-host, uses Ansible's own strategies, as a user without Mitogen would. Runs first (file order), before the tests that
+README recommends (fact cache, Mitogen through the collection's own strategy plug-in); molecule's db scenario runs it
+under Ansible's own strategies, as a user without Mitogen would. Runs first (file order), before the tests that
 change the topology."""
 
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import yaml
 
-from stacktest import changed_tasks, container, hosts_of, node, recap
+from stacktest import changed_tasks, collection_site, container, hosts_of, installed_collection, node, recap
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 # When the installed collection's run with nothing to change started (the containers share this machine's clock).
@@ -31,19 +30,9 @@ def test_the_release_holds_what_the_web_nodes_run_and_no_tests_or_benchmarks():
 
 
 def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
-    version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
-    tarball = ROOT / "dist" / f"django_stack-stack-{version}.tar.gz"
-    assert tarball.exists(), f"{tarball}: run `make collection` first (make test-molecule does)"
     # A user's directory: an ansible.cfg of their own (README's, "The Ansible collection"), the collection installed,
     # an inventory and group_vars.
-    (tmp_path / "ansible.cfg").write_text(USER_ANSIBLE_CFG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    # Only this directory's collections (and those the ansible package ships): never a copy installed elsewhere.
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"))
-    done = subprocess.run(["ansible-galaxy", "collection", "install", "--force", "--no-deps", "-p", "collections",
-                           str(tarball)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    env = installed_collection(tmp_path)
     inventory = tmp_path / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     lab = ROOT / "inventories" / "lab"
@@ -61,50 +50,14 @@ def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
         (inventory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump({
             "ansible_host": container(host), "ansible_python_interpreter": "/usr/bin/python3"}))
     NO_CHANGE_RUN_STARTED.append(int(time.time()))
-    out = site(tmp_path, env, inventory, "collection-site.log")
+    out = collection_site(tmp_path, env, inventory, "collection-site.log")
     # Through Mitogen: the collection's plug-in found it (it warns and runs Ansible's own strategy where it cannot).
     assert "Mitogen for Ansible is not installed" not in out, out[-3000:]
     changed = recap(out)
     assert set(changed) >= set(hosts_of("all")), out[-3000:]
     assert all(n == 0 for n in changed.values()), changed_tasks(out)
-
-    # Ansible's own strategies (linear, and free for the side-by-side tiers), on one host: the media server, which
-    # is in both of the side-by-side plays (its tier, then its backup client).
-    plain = site(tmp_path, dict(env, ANSIBLE_STRATEGY="linear"), inventory, "collection-site-plain.log",
-                 "--limit", "media1")
-    changed = recap(plain)
-    assert set(changed) == {"media1"}, plain[-3000:]
-    assert changed["media1"] == 0, changed_tasks(plain)
-    assert "nginx_media : " in plain and "backup : " in plain, plain[-3000:]
-
-
-# README's ansible.cfg for the collection's users, as a user writes it: where collections go, pipelining, handlers
-# run on a failed host, the fact cache (a limited run still knows every host's addresses), and Mitogen through the
-# collection's plug-in (which ansible-playbook finds beside the collection's playbooks).
-USER_ANSIBLE_CFG = """[defaults]
-collections_path = collections
-pipelining = true
-forks = 20
-force_handlers = true
-interpreter_python = auto_silent
-gathering = smart
-fact_caching = jsonfile
-fact_caching_connection = .cache/facts
-fact_caching_timeout = 86400
-strategy = mitogen_linear
-"""
-
-
-def site(directory, env, inventory, log_name, *args):
-    """The installed collection's site playbook run from the user's directory: its output, or a failure that names
-    the kept log (the assertion shows the output's end only)."""
-    run = subprocess.run(["ansible-playbook", "-i", str(inventory / "hosts.yml"), "django_stack.stack.site", *args],
-                         cwd=directory, env=env, capture_output=True, text=True, timeout=1200)
-    out = run.stdout + run.stderr
-    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / log_name
-    log.write_text(out)
-    assert run.returncode == 0, f"{log}\n" + out[-5000:]
-    return out
+    # The same collection under Ansible's own strategies, as a user without Mitogen runs it: molecule's db scenario
+    # (its test_aa_collection.py), whose lane of `make test` has the minutes to spare that this one has not.
 
 
 def test_the_run_with_nothing_to_change_reloads_no_systemd():
