@@ -9,17 +9,20 @@ set -euo pipefail
 # (fs.inotify.max_user_instances, 128 by default): past about 16 containers (the default scenario's 13 and the db
 # scenario's 7, side by side in `make test`), a container's systemd cannot start and docker restarts it over and
 # over, and a running one loses services (CI saw both: a container "restarting" at create, a host unreachable).
-# Raised here, as root, for this boot and the next ones (/etc/sysctl.d); playbooks/lab-up.yml refuses to create
-# containers the limit cannot hold.
+# Raised here, as root, for this boot and the next ones (/etc/sysctl.d); not as root, a warning says how.
+# playbooks/lab-up.yml refuses to create containers the limit cannot hold.
 INOTIFY_INSTANCES=1024
 inotify_instances() {
   local now
+  # Not a Linux machine (the engine's kernel is elsewhere): nothing to read or raise here.
+  [ -r /proc/sys/fs/inotify/max_user_instances ] || return 0
   now="$(cat /proc/sys/fs/inotify/max_user_instances)"
   ((now >= INOTIFY_INSTANCES)) && return 0
   if [ "$(id -u)" != 0 ]; then
-    echo "ensure-engine: fs.inotify.max_user_instances is $now; the lab's containers need $INOTIFY_INSTANCES." >&2
-    echo "ensure-engine: run as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES" >&2
-    return 1
+    # Only a warning: the lab alone (11 containers) fits in Linux's default; lab-up.yml refuses what does not.
+    echo "ensure-engine: fs.inotify.max_user_instances is $now: enough for about $(((now - 24) / 8)) lab containers" \
+         "at once (make test runs 20); as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES" >&2
+    return 0
   fi
   echo "ensure-engine: raising fs.inotify.max_user_instances from $now to $INOTIFY_INSTANCES (systemd in every container)"
   sysctl -q -w "fs.inotify.max_user_instances=$INOTIFY_INSTANCES"
