@@ -20,8 +20,8 @@ inotify_instances() {
   ((now >= INOTIFY_INSTANCES)) && return 0
   if [ "$(id -u)" != 0 ]; then
     # Only a warning: the lab alone (11 containers) fits in Linux's default; lab-up.yml refuses what does not.
-    echo "ensure-engine: fs.inotify.max_user_instances is $now: enough for about $(((now - 24) / 8)) lab containers" \
-         "at once (make test runs 20); as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES" >&2
+    echo "ensure-engine: fs.inotify.max_user_instances is $now, too low for make test's 20 containers at once" \
+         "(lab-up.yml checks each lab); as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES" >&2
     return 0
   fi
   echo "ensure-engine: raising fs.inotify.max_user_instances from $now to $INOTIFY_INSTANCES (systemd in every container)"

@@ -2,8 +2,8 @@
 repository, runs site.yml against the scenario's servers and finds nothing to change: the installed roles,
 playbooks and group_vars build the very stack the repository's site.yml built. The user's ansible.cfg is the one
 README recommends (fact cache, Mitogen through the collection's own strategy plug-in); molecule's db scenario runs it
-under Ansible's own strategies, as a user without Mitogen would. Runs first (file order), before the tests that
-change the topology."""
+under Ansible's own strategies, as a user without Mitogen would (its lane of `make test` has the minutes to spare
+that this one has not). Runs first (file order), before the tests that change the topology."""
 
 import os
 import re
@@ -56,8 +56,6 @@ def test_the_installed_collection_converges_the_stack_with_no_change(tmp_path):
     changed = recap(out)
     assert set(changed) >= set(hosts_of("all")), out[-3000:]
     assert all(n == 0 for n in changed.values()), changed_tasks(out)
-    # The same collection under Ansible's own strategies, as a user without Mitogen runs it: molecule's db scenario
-    # (its test_aa_collection.py), whose lane of `make test` has the minutes to spare that this one has not.
 
 
 def test_the_run_with_nothing_to_change_reloads_no_systemd():
